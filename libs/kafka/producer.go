@@ -1,0 +1,73 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// ProducerConfig configures a Producer.
+type ProducerConfig struct {
+	Brokers []string
+	// Topic is the default topic; messages may name their own when empty.
+	Topic string
+	// BatchSize and BatchTimeout bound how long a record waits for its batch.
+	BatchSize    int
+	BatchTimeout time.Duration
+	// Balancer picks partitions; hash of the key by default, so one key stays in order.
+	Balancer kafkago.Balancer
+}
+
+// Producer writes records and returns once all in-sync replicas acknowledged them.
+type Producer struct {
+	w *kafkago.Writer
+}
+
+// NewProducer builds a producer. It connects lazily.
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("producer: no brokers")
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.BatchTimeout == 0 {
+		cfg.BatchTimeout = 5 * time.Millisecond
+	}
+	if cfg.Balancer == nil {
+		cfg.Balancer = &kafkago.Hash{}
+	}
+	return &Producer{w: &kafkago.Writer{
+		Addr:                   kafkago.TCP(cfg.Brokers...),
+		Topic:                  cfg.Topic,
+		Balancer:               cfg.Balancer,
+		BatchSize:              cfg.BatchSize,
+		BatchTimeout:           cfg.BatchTimeout,
+		RequiredAcks:           kafkago.RequireAll,
+		AllowAutoTopicCreation: true,
+		MaxAttempts:            5,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
+	}}, nil
+}
+
+// Write writes msgs and returns when Kafka acknowledged all of them. The
+// trace context of ctx is added to every message's headers.
+func (p *Producer) Write(ctx context.Context, msgs ...Message) error {
+	for i := range msgs {
+		InjectTrace(ctx, &msgs[i])
+	}
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("write %d messages: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Stats returns the writer's counters since the last call.
+func (p *Producer) Stats() kafkago.WriterStats { return p.w.Stats() }
+
+// Close flushes pending messages and closes connections.
+func (p *Producer) Close() error { return p.w.Close() }

@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tributary-ml/tributary/libs/config"
+	"github.com/tributary-ml/tributary/libs/telemetry"
+)
+
+// Base is what every service is built on: logger, telemetry, the admin
+// server and, for services that serve it, gRPC. New binds the listeners, so
+// a port already in use is reported before any work starts.
+type Base struct {
+	Name  string
+	Log   *slog.Logger
+	Tel   *telemetry.Telemetry
+	Admin *Admin
+	// GRPC is nil for services without a gRPC API.
+	GRPC *GRPC
+
+	adminLis net.Listener
+	grpcLis  net.Listener
+}
+
+// New builds the base of service name from the shared flags. log may be nil.
+func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *slog.Logger) (*Base, error) {
+	if err := c.Validate(withGRPC); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = config.NewLogger(c.LogLevel, name)
+	}
+	tel, err := telemetry.New(ctx, name, c.OTLPEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	b := &Base{Name: name, Log: log, Tel: tel, Admin: NewAdmin(tel.Handler())}
+	if b.adminLis, err = Listen("admin-addr", c.AdminAddr); err != nil {
+		return nil, err
+	}
+	if withGRPC {
+		if b.GRPC, err = NewGRPC(tel); err != nil {
+			_ = b.adminLis.Close()
+			return nil, err
+		}
+		if b.grpcLis, err = Listen("grpc-addr", c.GRPCAddr); err != nil {
+			_ = b.adminLis.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// AdminAddr is the admin server's bound address.
+func (b *Base) AdminAddr() string { return b.adminLis.Addr().String() }
+
+// GRPCAddr is the gRPC server's bound address, or "" without gRPC.
+func (b *Base) GRPCAddr() string {
+	if b.grpcLis == nil {
+		return ""
+	}
+	return b.grpcLis.Addr().String()
+}
+
+// Run serves the admin and gRPC servers and runs workers until ctx ends or
+// one of them fails. The service is ready once everything started (and its
+// readiness checks pass); when ctx ends it is marked not ready first, then
+// servers drain and workers finish (flushing producers and committing
+// offsets), then telemetry is flushed.
+func (b *Base) Run(ctx context.Context, workers ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.Admin.Serve(gctx, b.adminLis) })
+	if b.GRPC != nil {
+		g.Go(func() error { return b.GRPC.Serve(gctx, b.grpcLis) })
+		b.GRPC.SetServing(true)
+	}
+	for _, w := range workers {
+		g.Go(func() error { return w(gctx) })
+	}
+	b.Admin.SetReady(true)
+	b.Log.Info("service started", "admin", b.AdminAddr(), "grpc", b.GRPCAddr())
+	go func() {
+		<-gctx.Done()
+		b.Admin.SetReady(false)
+		if b.GRPC != nil {
+			b.GRPC.SetServing(false)
+		}
+	}()
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	if terr := b.Tel.Shutdown(sctx); terr != nil {
+		err = errors.Join(err, fmt.Errorf("telemetry: %w", terr))
+	}
+	b.Log.Info("service stopped", "err", err)
+	return err
+}

@@ -1,0 +1,85 @@
+// Package telemetry sets up OpenTelemetry for a service: metrics exported in
+// Prometheus text format on the admin port (one registry per service, so
+// services sharing a process in `tributary dev` keep their metrics apart) and
+// traces sent over OTLP when an endpoint is configured.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Telemetry holds one service's meter and tracer.
+type Telemetry struct {
+	Meter      metric.Meter
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+	registry   *prometheus.Registry
+	mp         *sdkmetric.MeterProvider
+	tp         *sdktrace.TracerProvider
+}
+
+// New builds telemetry for service. otlpEndpoint (host:port) enables OTLP
+// trace export; empty leaves tracing as a no-op that still propagates context.
+func New(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	res := resource.NewSchemaless(semconv.ServiceName("tributary-" + service))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
+	t := &Telemetry{
+		Meter:      mp.Meter("tributary/" + service),
+		Propagator: propagation.TraceContext{},
+		registry:   reg,
+		mp:         mp,
+	}
+	if otlpEndpoint == "" {
+		t.Tracer = noop.NewTracerProvider().Tracer("tributary/" + service)
+		return t, nil
+	}
+	texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(otlpEndpoint), otlptracegrpc.WithInsecure())
+	if err != nil {
+		return nil, fmt.Errorf("otlp trace exporter for %s: %w", otlpEndpoint, err)
+	}
+	t.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(texp), sdktrace.WithResource(res))
+	t.Tracer = t.tp.Tracer("tributary/" + service)
+	return t, nil
+}
+
+// Handler serves the service's metrics in Prometheus text format.
+func (t *Telemetry) Handler() http.Handler {
+	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
+}
+
+// Shutdown flushes and stops the providers.
+func (t *Telemetry) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := t.mp.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("meter provider: %w", err))
+	}
+	if t.tp != nil {
+		if err := t.tp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("tracer provider: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,286 @@
+// Package tiles is the tile format and tile math shared by the featurizer
+// (which builds tiles from events) and the featureserver (which merges them
+// at request time).
+//
+// A tile holds, for one view, one entity and one time bucket of a fixed
+// resolution, the intermediate representation (IR) of every feature of that
+// resolution. Tiles are emitted whole (an idempotent upsert, never a delta)
+// on the compacted topic features.tiles, keyed by view|entity|resolution|start.
+// A window is read "sawtooth": its start is aligned down to the resolution
+// and its end is the request time, so a read touches at most
+// window/resolution+1 tiles and values decay without new events.
+package tiles
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
+)
+
+// Topic is the compacted topic tiles travel on.
+const Topic = "features.tiles"
+
+// Resolution for windows: 5m tiles under 12h, 1h tiles under 12d, 1d above.
+// Latest values live in one tile of resolution 0.
+func ResolutionFor(window time.Duration) time.Duration {
+	switch {
+	case window <= 0:
+		return 0
+	case window < 12*time.Hour:
+		return 5 * time.Minute
+	case window < 12*24*time.Hour:
+		return time.Hour
+	default:
+		return 24 * time.Hour
+	}
+}
+
+// ResolutionOf is the tile resolution a feature is kept at.
+func ResolutionOf(f featurespec.Feature) time.Duration {
+	if f.Aggregation == featurespec.AggLatest {
+		return 0
+	}
+	return ResolutionFor(time.Duration(f.Window))
+}
+
+// Retention is how long a tile of res stays useful for view: the longest
+// window kept at that resolution plus one resolution. 0 means forever
+// (latest values).
+func Retention(v *featurespec.View, res time.Duration) time.Duration {
+	if res == 0 {
+		return 0
+	}
+	var longest time.Duration
+	for _, f := range v.Features {
+		if ResolutionOf(f) == res && time.Duration(f.Window) > longest {
+			longest = time.Duration(f.Window)
+		}
+	}
+	return longest + res
+}
+
+// StartOf aligns an event time (Unix ms) down to its tile of resolution res.
+func StartOf(tsMs int64, res time.Duration) int64 {
+	r := res.Milliseconds()
+	if r == 0 {
+		return 0
+	}
+	m := tsMs % r
+	if m < 0 {
+		m += r
+	}
+	return tsMs - m
+}
+
+// EntityID joins an entity's join key values, in the view's join key order.
+func EntityID(values []string) string { return strings.Join(values, ",") }
+
+// Tile is the full state of one tile.
+type Tile struct {
+	View         string `json:"view"`
+	Entity       string `json:"entity"`
+	ResolutionMs int64  `json:"res_ms"`
+	StartMs      int64  `json:"start_ms"`
+	// MaxEventMs is the newest event time that contributed.
+	MaxEventMs int64          `json:"max_event_ms"`
+	Features   map[string]*IR `json:"features"`
+}
+
+// Key is the tile's Kafka key and storage identity.
+func (t *Tile) Key() string { return Key(t.View, t.Entity, t.ResolutionMs, t.StartMs) }
+
+// Key formats a tile key.
+func Key(view, entity string, resMs, startMs int64) string {
+	return view + "|" + entity + "|" + strconv.FormatInt(resMs, 10) + "|" + strconv.FormatInt(startMs, 10)
+}
+
+// Encode renders the tile as JSON, its format on the topic.
+func (t *Tile) Encode() ([]byte, error) { return json.Marshal(t) }
+
+// Decode parses a tile and checks the fields readers rely on.
+func Decode(b []byte) (*Tile, error) {
+	var t Tile
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("decode tile: %w", err)
+	}
+	switch {
+	case t.View == "":
+		return nil, fmt.Errorf("decode tile: view is empty")
+	case t.Entity == "":
+		return nil, fmt.Errorf("decode tile %s: entity is empty", t.View)
+	case t.ResolutionMs < 0 || (t.ResolutionMs > 0 && t.StartMs%t.ResolutionMs != 0):
+		return nil, fmt.Errorf("decode tile %s: start %d is not aligned to resolution %d", t.View, t.StartMs, t.ResolutionMs)
+	}
+	for name, ir := range t.Features {
+		if ir == nil {
+			return nil, fmt.Errorf("decode tile %s: feature %s has no state", t.View, name)
+		}
+	}
+	return &t, nil
+}
+
+// IR is the mergeable intermediate representation of one feature in one tile.
+type IR struct {
+	// Count counts events; NumCount those whose value was numeric.
+	Count    int64   `json:"n"`
+	NumCount int64   `json:"nn,omitempty"`
+	Sum      float64 `json:"sum,omitempty"`
+	SumSq    float64 `json:"sq,omitempty"`
+	Min      float64 `json:"min,omitempty"`
+	Max      float64 `json:"max,omitempty"`
+	First    any     `json:"first,omitempty"`
+	FirstMs  int64   `json:"first_ms,omitempty"`
+	Last     any     `json:"last,omitempty"`
+	LastMs   int64   `json:"last_ms,omitempty"`
+}
+
+// Add applies one event's value at tsMs.
+func (ir *IR) Add(v any, tsMs int64) {
+	ir.Count++
+	if x, ok := Number(v); ok {
+		if ir.NumCount == 0 || x < ir.Min {
+			ir.Min = x
+		}
+		if ir.NumCount == 0 || x > ir.Max {
+			ir.Max = x
+		}
+		ir.NumCount++
+		ir.Sum += x
+		ir.SumSq += x * x
+	}
+	if v == nil {
+		return
+	}
+	if ir.First == nil || tsMs < ir.FirstMs {
+		ir.First, ir.FirstMs = v, tsMs
+	}
+	if ir.Last == nil || tsMs >= ir.LastMs {
+		ir.Last, ir.LastMs = v, tsMs
+	}
+}
+
+// Retract removes a value added before, for reversible aggregations (count,
+// sum, avg, stddev). Min, max, first and last are not reversible: they keep
+// the retracted value until the tile expires.
+func (ir *IR) Retract(v any) {
+	ir.Count--
+	if x, ok := Number(v); ok {
+		ir.NumCount--
+		ir.Sum -= x
+		ir.SumSq -= x * x
+	}
+}
+
+// Merge folds o into ir.
+func (ir *IR) Merge(o *IR) {
+	if o.NumCount > 0 {
+		if ir.NumCount == 0 || o.Min < ir.Min {
+			ir.Min = o.Min
+		}
+		if ir.NumCount == 0 || o.Max > ir.Max {
+			ir.Max = o.Max
+		}
+	}
+	ir.Count += o.Count
+	ir.NumCount += o.NumCount
+	ir.Sum += o.Sum
+	ir.SumSq += o.SumSq
+	if o.First != nil && (ir.First == nil || o.FirstMs < ir.FirstMs) {
+		ir.First, ir.FirstMs = o.First, o.FirstMs
+	}
+	if o.Last != nil && (ir.Last == nil || o.LastMs >= ir.LastMs) {
+		ir.Last, ir.LastMs = o.Last, o.LastMs
+	}
+}
+
+// Value is the aggregation's result; ok is false when there is none (for
+// example the average of no values). Count and sum of nothing are 0.
+func (ir *IR) Value(agg string) (v any, ok bool) {
+	switch agg {
+	case featurespec.AggCount:
+		return float64(ir.Count), true
+	case featurespec.AggSum:
+		return ir.Sum, true
+	case featurespec.AggAvg:
+		if ir.NumCount == 0 {
+			return nil, false
+		}
+		return ir.Sum / float64(ir.NumCount), true
+	case featurespec.AggMin:
+		return ir.Min, ir.NumCount > 0
+	case featurespec.AggMax:
+		return ir.Max, ir.NumCount > 0
+	case featurespec.AggStddev:
+		if ir.NumCount == 0 {
+			return nil, false
+		}
+		n := float64(ir.NumCount)
+		mean := ir.Sum / n
+		return math.Sqrt(math.Max(0, ir.SumSq/n-mean*mean)), true
+	case featurespec.AggFirst:
+		return ir.First, ir.First != nil
+	case featurespec.AggLast, featurespec.AggLatest:
+		return ir.Last, ir.Last != nil
+	}
+	return nil, false
+}
+
+// Number converts a JSON or Debezium value to a float: numbers, and numeric
+// strings (Debezium renders numeric/decimal columns as strings).
+func Number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case float32:
+		return float64(x), true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+// Window merges a feature over the sawtooth window ending at nowMs from tiles
+// of one entity and the feature's resolution. Tiles outside the window are
+// ignored, so callers may pass every stored tile of that resolution. It
+// returns the merged state and the newest event time that contributed.
+func Window(ts []*Tile, f featurespec.Feature, nowMs int64) (IR, int64) {
+	var out IR
+	var newest int64
+	res := ResolutionOf(f)
+	from := StartOf(nowMs-time.Duration(f.Window).Milliseconds(), res)
+	for _, t := range ts {
+		if t.ResolutionMs != res.Milliseconds() {
+			continue
+		}
+		if res > 0 && (t.StartMs < from || t.StartMs > nowMs) {
+			continue
+		}
+		ir, ok := t.Features[f.Name]
+		if !ok {
+			continue
+		}
+		out.Merge(ir)
+		if t.MaxEventMs > newest {
+			newest = t.MaxEventMs
+		}
+	}
+	return out, newest
+}
