@@ -1,0 +1,85 @@
+// Package testutil holds the real peers tests run against: the embedded
+// Kafka broker, a PostgreSQL server, and bounded waiting.
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/tributary-ml/tributary/libs/kafkabroker"
+)
+
+// PostgresEnv names the DSN of the PostgreSQL server tests use.
+const PostgresEnv = "TRIBUTARY_TEST_POSTGRES_DSN"
+
+// DefaultPostgresDSN is what .ci/run sets up.
+const DefaultPostgresDSN = "postgres://tributary:tributary@127.0.0.1:5432/tributary"
+
+// PostgresDSN returns the DSN of a reachable PostgreSQL server. When none is
+// reachable the test is skipped with a message saying how to get one, except
+// under CI (CI=true), where it fails: CI must run these tests.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(PostgresEnv)
+	if dsn == "" {
+		dsn = DefaultPostgresDSN
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	if err != nil {
+		msg := fmt.Sprintf("no PostgreSQL at %s (%v): set %s to a server with wal_level=logical, or run the PostgreSQL part of .ci/run", host, err, PostgresEnv)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	_ = c.Close()
+	return dsn
+}
+
+// Kafka starts an embedded broker on a free port for the test and returns its address.
+func Kafka(t testing.TB, partitions int) string {
+	t.Helper()
+	b, err := kafkabroker.Start(kafkabroker.Config{Partitions: partitions}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b.Addr()
+}
+
+// Eventually polls cond every 20ms until it returns nil or timeout passes,
+// then fails the test with cond's last error and what was awaited.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s: %v", timeout, what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Context returns a context cancelled when the test ends or after timeout.
+func Context(t testing.TB, timeout time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
