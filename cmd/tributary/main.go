@@ -33,6 +33,8 @@ usage: tributary <command> [flags]
 commands:
   dev        run everything in one process on embedded defaults (Ctrl-C stops)
   kafka      run the embedded Kafka broker alone
+  train      train the fraud example model from demo data into examples/fraud/models
+  features   feature view tools: features validate DIR
 `)
 	for _, c := range services() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
@@ -52,6 +54,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch name {
+	case "dev":
+		return devCommand(rest, stdout, stderr)
+	case "kafka":
+		return kafkaCommand(rest, stdout, stderr)
+	case "train":
+		return trainCommand(rest, stdout, stderr)
+	case "features":
+		return featuresCommand(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

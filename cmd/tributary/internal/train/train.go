@@ -1,0 +1,397 @@
+// Package train trains the fraud example's logistic-regression model from
+// demo data, computing every feature point-in-time with the same tile code
+// the featurizer and featureserver use online, and writes it to a model
+// repository in the modelserver's format (config.yaml, <version>/model.json,
+// <version>/baseline.json with the training distributions for drift).
+package train
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
+	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/libs/tiles"
+)
+
+// ModelName is the example model's name in the repository.
+const ModelName = "fraud_lr"
+
+// Options controls training.
+type Options struct {
+	Seed     uint64
+	Users    int
+	Sessions int
+	// Start is when the simulated history begins.
+	Start time.Time
+	// Epochs of full-batch gradient descent.
+	Epochs int
+}
+
+// DefaultOptions are what the committed example model was trained with.
+func DefaultOptions() Options {
+	return Options{Seed: 42, Users: 1500, Sessions: 30000, Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Epochs: 400}
+}
+
+// input is one model input: a feature from the featureserver or the request.
+type input struct {
+	Name    string
+	Feature string // view:feature, or "" for a request-time input
+}
+
+// Inputs of the example model, in order.
+var inputs = []input{
+	{"txn_count_10m", "user_transactions:txn_count_10m"},
+	{"txn_sum_10m", "user_transactions:txn_sum_10m"},
+	{"txn_count_1h", "user_transactions:txn_count_1h"},
+	{"txn_avg_24h", "user_transactions:txn_avg_24h"},
+	{"txn_max_24h", "user_transactions:txn_max_24h"},
+	{"click_count_10m", "user_clicks:click_count_10m"},
+	{"amount", ""},
+}
+
+// Result summarises a training run.
+type Result struct {
+	Rows      int
+	FraudRate float64
+	AUC       float64
+	LogLoss   float64
+}
+
+// Run trains on demo data and writes version 1 of the model into
+// repo/fraud_lr, reading feature definitions from featuresDir.
+func Run(featuresDir, repo string, opt Options, progress io.Writer) (Result, error) {
+	views, err := featurespec.LoadDir(featuresDir)
+	if err != nil {
+		return Result{}, err
+	}
+	feats := map[string]featurespec.Feature{}
+	for _, v := range views {
+		for _, f := range v.Features {
+			feats[v.Ref(f)] = f
+		}
+	}
+	for _, in := range inputs {
+		if _, ok := feats[in.Feature]; in.Feature != "" && !ok {
+			return Result{}, fmt.Errorf("input %s: feature %s is not declared in %s", in.Name, in.Feature, featuresDir)
+		}
+	}
+	x, y := dataset(opt, feats)
+	fmt.Fprintf(progress, "training set: %d transactions, %.1f%% fraud\n", len(y), 100*mean(y))
+
+	// Hold out the last fifth (in time) to report quality.
+	split := len(y) * 4 / 5
+	mu, sd := standardizer(x[:split])
+	w, b := fit(x[:split], y[:split], mu, sd, opt.Epochs)
+	// The repository stores rounded parameters; score with exactly those so
+	// the baseline's score distribution is the served model's.
+	for j := range w {
+		w[j], mu[j], sd[j] = round6(w[j]), round6(mu[j]), round6(sd[j])
+	}
+	b = round6(b)
+	scores := make([]float64, len(y))
+	for i := range x {
+		scores[i] = predict(x[i], w, b, mu, sd)
+	}
+	res := Result{Rows: len(y), FraudRate: mean(y), AUC: auc(scores[split:], y[split:]), LogLoss: logLoss(scores[split:], y[split:])}
+	fmt.Fprintf(progress, "holdout: AUC %.3f, log loss %.4f\n", res.AUC, res.LogLoss)
+	return res, write(filepath.Join(repo, ModelName), x[:split], scores[:split], w, b, mu, sd)
+}
+
+// dataset simulates the history and returns, for every transaction, the
+// feature vector as the featureserver would have served it just before the
+// transaction was recorded, and whether it was fraud.
+func dataset(opt Options, feats map[string]featurespec.Feature) ([][]float64, []float64) {
+	g := demo.NewGen(opt.Seed, opt.Users)
+	type event struct {
+		at    time.Time
+		click *demo.Click
+		txn   *demo.Txn
+	}
+	var events []event
+	t := opt.Start
+	for range opt.Sessions {
+		t = t.Add(time.Duration(g.Float() * float64(12*time.Second)))
+		s := g.Session(t)
+		for i := range s.Clicks {
+			events = append(events, event{at: s.Clicks[i].Time, click: &s.Clicks[i]})
+		}
+		for i := range s.Txns {
+			events = append(events, event{at: s.Txns[i].Time, txn: &s.Txns[i]})
+		}
+	}
+	slices.SortStableFunc(events, func(a, b event) int { return a.at.Compare(b.at) })
+
+	st := newTileState()
+	var x [][]float64
+	var y []float64
+	for _, e := range events {
+		ms := e.at.UnixMilli()
+		if e.click != nil {
+			st.add("user_clicks", e.click.UserID, feats, nil, ms)
+			continue
+		}
+		row := make([]float64, len(inputs))
+		for i, in := range inputs {
+			if in.Feature == "" {
+				row[i] = e.txn.Amount
+				continue
+			}
+			row[i] = st.value(in.Feature, e.txn.UserID, feats[in.Feature], ms)
+		}
+		x = append(x, row)
+		y = append(y, b2f(e.txn.Fraud))
+		st.add("user_transactions", e.txn.UserID, feats, e.txn.Amount, ms)
+	}
+	return x, y
+}
+
+// tileState keeps tiles the way the featurizer does, keyed like features.tiles.
+type tileState struct {
+	byEntity map[string][]*tiles.Tile // view|entity → tiles
+	byKey    map[string]*tiles.Tile
+}
+
+func newTileState() *tileState {
+	return &tileState{byEntity: map[string][]*tiles.Tile{}, byKey: map[string]*tiles.Tile{}}
+}
+
+func (s *tileState) add(view, entity string, feats map[string]featurespec.Feature, v any, ms int64) {
+	for ref, f := range feats {
+		if ref[:len(view)+1] != view+":" {
+			continue
+		}
+		res := tiles.ResolutionOf(f)
+		start := tiles.StartOf(ms, res)
+		key := tiles.Key(view, entity, res.Milliseconds(), start)
+		t, ok := s.byKey[key]
+		if !ok {
+			t = &tiles.Tile{View: view, Entity: entity, ResolutionMs: res.Milliseconds(), StartMs: start, Features: map[string]*tiles.IR{}}
+			s.byKey[key] = t
+			s.byEntity[view+"|"+entity] = append(s.byEntity[view+"|"+entity], t)
+		}
+		ir, ok := t.Features[f.Name]
+		if !ok {
+			ir = &tiles.IR{}
+			t.Features[f.Name] = ir
+		}
+		var val any
+		if f.Column != "" {
+			val = v
+		}
+		ir.Add(val, ms)
+		t.MaxEventMs = max(t.MaxEventMs, ms)
+	}
+}
+
+// value is the feature as served at ms; a value the server would report as
+// not found takes the model's default, 0.
+func (s *tileState) value(ref, entity string, f featurespec.Feature, ms int64) float64 {
+	view := ref[:len(ref)-len(f.Name)-1]
+	ir, _ := tiles.Window(s.byEntity[view+"|"+entity], f, ms)
+	if v, ok := ir.Value(f.Aggregation); ok {
+		if x, ok := tiles.Number(v); ok {
+			return x
+		}
+	}
+	return 0
+}
+
+func standardizer(x [][]float64) (mu, sd []float64) {
+	n := float64(len(x))
+	mu, sd = make([]float64, len(inputs)), make([]float64, len(inputs))
+	for _, r := range x {
+		for j, v := range r {
+			mu[j] += v / n
+		}
+	}
+	for _, r := range x {
+		for j, v := range r {
+			sd[j] += (v - mu[j]) * (v - mu[j]) / n
+		}
+	}
+	for j := range sd {
+		sd[j] = math.Sqrt(sd[j])
+		if sd[j] == 0 {
+			sd[j] = 1
+		}
+	}
+	return mu, sd
+}
+
+func predict(r, w []float64, b float64, mu, sd []float64) float64 {
+	z := b
+	for j, v := range r {
+		z += w[j] * (v - mu[j]) / sd[j]
+	}
+	return 1 / (1 + math.Exp(-z))
+}
+
+// fit is full-batch gradient descent on the log loss with a small L2 penalty.
+func fit(x [][]float64, y []float64, mu, sd []float64, epochs int) ([]float64, float64) {
+	const lr, l2 = 0.5, 1e-4
+	w := make([]float64, len(inputs))
+	b := 0.0
+	n := float64(len(y))
+	grad := make([]float64, len(w))
+	for range epochs {
+		clear(grad)
+		gb := 0.0
+		for i, r := range x {
+			e := predict(r, w, b, mu, sd) - y[i]
+			for j, v := range r {
+				grad[j] += e * (v - mu[j]) / sd[j]
+			}
+			gb += e
+		}
+		for j := range w {
+			w[j] -= lr * (grad[j]/n + l2*w[j])
+		}
+		b -= lr * gb / n
+	}
+	return w, b
+}
+
+// auc is the probability that a random positive scores above a random negative.
+func auc(s, y []float64) float64 {
+	idx := make([]int, len(s))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(s[a], s[b]) })
+	var pos, neg, rankSum float64
+	for rank, i := range idx {
+		if y[i] == 1 {
+			pos++
+			rankSum += float64(rank + 1)
+		} else {
+			neg++
+		}
+	}
+	if pos == 0 || neg == 0 {
+		return math.NaN()
+	}
+	return (rankSum - pos*(pos+1)/2) / (pos * neg)
+}
+
+func logLoss(s, y []float64) float64 {
+	var l float64
+	for i := range s {
+		p := min(max(s[i], 1e-12), 1-1e-12)
+		l -= y[i]*math.Log(p) + (1-y[i])*math.Log(1-p)
+	}
+	return l / float64(len(s))
+}
+
+func mean(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// histogram is a training distribution: n+1 edges, n fractions.
+type histogram struct {
+	Edges     []float64 `json:"edges"`
+	Fractions []float64 `json:"fractions"`
+}
+
+func histogramOf(v []float64, edges []float64) histogram {
+	h := histogram{Edges: edges, Fractions: make([]float64, len(edges)-1)}
+	for _, x := range v {
+		i, _ := slices.BinarySearch(edges, x)
+		i = min(max(i-1, 0), len(h.Fractions)-1)
+		h.Fractions[i]++
+	}
+	for i := range h.Fractions {
+		h.Fractions[i] = round6(h.Fractions[i] / float64(len(v)))
+	}
+	return h
+}
+
+// decileEdges are the distinct deciles of v, widened to cover its range.
+func decileEdges(v []float64) []float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	var edges []float64
+	for q := 0; q <= 10; q++ {
+		e := round6(s[min(len(s)-1, q*(len(s)-1)/10)])
+		if len(edges) == 0 || e > edges[len(edges)-1] {
+			edges = append(edges, e)
+		}
+	}
+	if len(edges) == 1 {
+		edges = append(edges, edges[0]+1)
+	}
+	return edges
+}
+
+func round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }
+
+func write(dir string, x [][]float64, scores []float64, w []float64, b float64, mu, sd []float64) error {
+	if err := os.MkdirAll(filepath.Join(dir, "1"), 0o755); err != nil {
+		return err
+	}
+	cfg := "# Generated by `tributary train` from the demo data; do not edit by hand.\n" +
+		"# Regenerate: go run ./cmd/tributary train\n" +
+		"name: " + ModelName + "\nformat: logistic\ninputs:\n"
+	for j, in := range inputs {
+		cfg += "  - name: " + in.Name + "\n"
+		if in.Feature != "" {
+			cfg += "    feature: " + in.Feature + "\n"
+		} else {
+			cfg += "    source: request\n"
+		}
+		cfg += fmt.Sprintf("    default: 0\n    transform: {type: standardize, mean: %g, std: %g}\n", mu[j], sd[j])
+	}
+	cfg += "outputs: [score]\nthreshold: 0.5\n"
+	weights := map[string]float64{}
+	for j, in := range inputs {
+		weights[in.Name] = w[j]
+	}
+	model := map[string]any{"weights": weights, "bias": b}
+	base := map[string]any{}
+	featHist := map[string]histogram{}
+	for j, in := range inputs {
+		col := make([]float64, len(x))
+		for i := range x {
+			col[i] = x[i][j]
+		}
+		featHist[in.Name] = histogramOf(col, decileEdges(col))
+	}
+	scoreEdges := make([]float64, 11)
+	for i := range scoreEdges {
+		scoreEdges[i] = float64(i) / 10
+	}
+	base["features"] = featHist
+	base["score"] = histogramOf(scores, scoreEdges)
+	files := map[string]any{"1/model.json": model, "1/baseline.json": base}
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	for name, v := range files {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
