@@ -89,6 +89,12 @@ type Tile struct {
 	// MaxEventMs is the newest event time that contributed.
 	MaxEventMs int64          `json:"max_event_ms"`
 	Features   map[string]*IR `json:"features"`
+	// Offsets maps each source partition ("topic/partition") that
+	// contributed to the offset of the last record applied. A restarted
+	// featurizer skips records at or below it for this tile, so replaying
+	// records whose tiles were emitted but whose offsets were not yet
+	// committed does not count them twice. Readers may ignore it.
+	Offsets map[string]int64 `json:"offsets,omitempty"`
 }
 
 // Key is the tile's Kafka key and storage identity.

@@ -4,11 +4,23 @@ package featurizer
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/tributary-ml/tributary/libs/config"
+	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/service"
+	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/kafkaio"
 )
 
 // Name is the service name in logs and metrics.
@@ -17,10 +29,18 @@ const Name = "featurizer"
 // Usage describes the service in one line.
 const Usage = "stream feature computation from feature view YAML into tiles on features.tiles"
 
+// GroupID is the consumer group every featurizer instance joins.
+const GroupID = "tributary-featurizer"
+
 // Config is the service's configuration.
 type Config struct {
-	Common config.Common
+	Common   config.Common
 	Features string
+	// FlushInterval is how often changed tiles are emitted and source
+	// offsets committed (tiles are coalesced in between).
+	FlushInterval time.Duration
+	// FlushEvery emits and commits after this many records within the interval.
+	FlushEvery int
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -31,7 +51,9 @@ func DefaultConfig() Config {
 			AdminAddr:    "127.0.0.1:8082",
 			LogLevel:     "info",
 		},
-		Features: "examples/fraud/features",
+		Features:      "examples/fraud/features",
+		FlushInterval: 200 * time.Millisecond,
+		FlushEvery:    50000,
 	}
 }
 
@@ -39,11 +61,24 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Common.Register(fs, false)
 	fs.StringVar(&c.Features, "features", c.Features, "directory of feature view YAML files")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often changed tiles are emitted and source offsets committed")
+	fs.IntVar(&c.FlushEvery, "flush-every", c.FlushEvery, "emit tiles and commit after this many records even within the flush interval")
 }
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
-	return c.Common.Validate(false)
+	if err := c.Common.Validate(false); err != nil {
+		return err
+	}
+	switch {
+	case c.Features == "":
+		return errors.New("features: a directory of feature view YAML files is required")
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("flush-interval: %s, want a positive duration", c.FlushInterval)
+	case c.FlushEvery <= 0:
+		return fmt.Errorf("flush-every: %d, want at least 1", c.FlushEvery)
+	}
+	return nil
 }
 
 // Deps are what a caller may inject; zero values get defaults.
@@ -53,20 +88,39 @@ type Deps struct {
 
 // Service is a built, not yet running, featurizer.
 type Service struct {
-	base *service.Base
-	cfg  Config
+	base     *service.Base
+	cfg      Config
+	views    []*featurespec.View
+	eng      *core.Engine
+	restored atomic.Bool
+	handler  *kafkaio.Handler
 }
 
-// New validates cfg and binds the service's listeners.
+// New validates cfg, loads the feature views and binds the service's listeners.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	views, err := featurespec.LoadDir(cfg.Features)
+	if err != nil {
+		return nil, fmt.Errorf("features: %w", err)
+	}
+	eng, err := core.New(views)
+	if err != nil {
 		return nil, err
 	}
 	base, err := service.New(ctx, Name, cfg.Common, false, deps.Log)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{base: base, cfg: cfg}, nil
+	s := &Service{base: base, cfg: cfg, views: views, eng: eng}
+	base.Admin.AddCheck("tiles", func() error {
+		if !s.restored.Load() {
+			return errors.New("restoring tile state from " + tiles.Topic)
+		}
+		return nil
+	})
+	return s, nil
 }
 
 // AdminAddr is the bound admin address.
@@ -74,7 +128,107 @@ func (s *Service) AdminAddr() string { return s.base.AdminAddr() }
 
 // Run runs the service until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	return s.base.Run(ctx)
+	return s.base.Run(ctx, s.stream)
+}
+
+// stream creates the topics, restores tile state and then consumes the
+// source topics until ctx ends.
+func (s *Service) stream(ctx context.Context) error {
+	log := s.base.Log
+	brokers := s.cfg.Common.Brokers()
+	topics := s.eng.Topics()
+	specs := []kafka.TopicSpec{{Name: tiles.Topic, Compacted: true}}
+	for _, t := range topics {
+		specs = append(specs, kafka.TopicSpec{Name: t})
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, specs...); err != nil {
+		return err
+	}
+	out, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := out.Close(); err != nil {
+			log.Warn("close tile producer", "err", err)
+		}
+	}()
+	h := kafkaio.NewHandler(s.eng, out, log)
+	s.handler = h
+	if err := s.registerMetrics(h); err != nil {
+		return err
+	}
+	start := time.Now()
+	n, err := kafkaio.ReadAll(ctx, brokers, tiles.Topic, func(key, value []byte) error {
+		if value == nil {
+			s.eng.RestoreTombstone(string(key))
+			return nil
+		}
+		t, err := tiles.Decode(value)
+		if err != nil {
+			log.Warn("skip undecodable tile", "key", string(key), "err", err)
+			return nil
+		}
+		s.eng.Restore(t)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("restore tiles: %w", err)
+	}
+	// Emit tombstones for tiles that expired while nobody ran.
+	if err := h.Flush(ctx); err != nil {
+		return err
+	}
+	s.restored.Store(true)
+	log.Info("tile state restored", "records", n, "tiles", s.eng.C.Tiles.Load(), "took", time.Since(start).Round(time.Millisecond), "topics", topics)
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers:        brokers,
+		GroupID:        GroupID,
+		Topics:         topics,
+		CommitInterval: s.cfg.FlushInterval,
+		CommitEvery:    s.cfg.FlushEvery,
+		Log:            log,
+	})
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx, h)
+}
+
+func (s *Service) registerMetrics(h *kafkaio.Handler) error {
+	m := s.base.Tel.Meter
+	c := &s.eng.C
+	var errs []error
+	counter := func(name, desc string, v *atomic.Int64) {
+		_, err := m.Int64ObservableCounter(name, metric.WithDescription(desc),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				o.Observe(v.Load())
+				return nil
+			}))
+		errs = append(errs, err)
+	}
+	counter("tributary_featurizer_events", "source records handled", &c.Records)
+	counter("tributary_featurizer_changes_applied", "row changes applied to tiles", &c.Applied)
+	counter("tributary_featurizer_late_events_dropped", "inserts dropped for arriving after the allowed lateness", &c.Late)
+	counter("tributary_featurizer_invalid_events", "records that could not be decoded (bad JSON, missing join key or event time)", &c.Invalid)
+	counter("tributary_featurizer_duplicate_events", "records skipped as already applied (CDC LSN or replay after restart)", &c.Duplicates)
+	counter("tributary_featurizer_tiles_emitted", "tile states written to features.tiles", &c.Emitted)
+	counter("tributary_featurizer_tiles_expired", "tombstones written for expired tiles", &c.Expired)
+	_, err := m.Int64ObservableGauge("tributary_featurizer_state_tiles", metric.WithDescription("tiles held in memory"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(c.Tiles.Load())
+			return nil
+		}))
+	errs = append(errs, err)
+	_, err = m.Int64ObservableGauge("tributary_kafka_consumer_lag", metric.WithDescription("records behind the partition's high watermark"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			for k, v := range h.Lag() {
+				o.Observe(v, metric.WithAttributes(attribute.String("group", GroupID), attribute.String("topic", k.Topic), attribute.Int("partition", k.Partition)))
+			}
+			return nil
+		}))
+	errs = append(errs, err)
+	return errors.Join(errs...)
 }
 
 // Run builds and runs the service until ctx ends.

@@ -1,0 +1,87 @@
+// Package kafkaio holds the featurizer's Kafka adapters: the inbound
+// consumer handler that feeds the core, the tile sink that writes what the
+// core flushes to features.tiles, and the reader that restores tile state
+// from that compacted topic on start.
+package kafkaio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// ReadAll reads every partition of topic from its first offset up to the
+// high watermark found when it starts, calling fn for each record in
+// partition order (a nil value is a tombstone). It is how a starting
+// featurizer restores the state it emitted before.
+func ReadAll(ctx context.Context, brokers []string, topic string, fn func(key, value []byte) error) (int, error) {
+	if len(brokers) == 0 {
+		return 0, errors.New("read tiles: no brokers")
+	}
+	var d kafkago.Dialer
+	conn, err := d.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return 0, fmt.Errorf("read %s: dial %s: %w", topic, brokers[0], err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	_ = conn.Close()
+	if err != nil {
+		return 0, fmt.Errorf("read %s: list partitions: %w", topic, err)
+	}
+	total := 0
+	for _, p := range parts {
+		n, err := readPartition(ctx, &d, brokers, p, fn)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("read %s/%d: %w", topic, p.ID, err)
+		}
+	}
+	return total, nil
+}
+
+func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, fn func(key, value []byte) error) (int, error) {
+	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
+	lc, err := d.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
+	if err != nil {
+		return 0, fmt.Errorf("dial leader %s: %w", leader, err)
+	}
+	first, last, err := lc.ReadOffsets()
+	_ = lc.Close()
+	if err != nil {
+		return 0, fmt.Errorf("read offsets: %w", err)
+	}
+	if last <= first {
+		return 0, nil
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:   brokers,
+		Topic:     p.Topic,
+		Partition: p.ID,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   100 * time.Millisecond,
+	})
+	defer func() { _ = r.Close() }()
+	if err := r.SetOffset(first); err != nil {
+		return 0, fmt.Errorf("seek to %d: %w", first, err)
+	}
+	n := 0
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("read at offset %d of %d: %w", r.Offset(), last, err)
+		}
+		if err := fn(m.Key, m.Value); err != nil {
+			return n, err
+		}
+		n++
+		if m.Offset >= last-1 {
+			return n, nil
+		}
+	}
+}
