@@ -230,7 +230,7 @@ func TestEventsInTilesOutAndRestartRestores(t *testing.T) {
 		click("u1", 2*min, "cart", 3),
 		click("u1", 12*min, "pay", 4),
 		click("u2", 3*min, "home", 10),
-		click("u1", 11*min, "late-ok", 1), // 1 minute late: allowed
+		click("u1", 11*min, "late-ok", 1),   // 1 minute late: allowed
 		click("u1", 5*min, "too-late", 100), // 7 minutes late: dropped
 	)
 	produce(t, broker, "cdc.public.transactions",
