@@ -1,0 +1,357 @@
+package core
+
+import (
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Catalog answers what the metrics need about a model version. It is
+// called once per model version and minute row, never per prediction.
+type Catalog interface {
+	Model(model, version string) ModelInfo
+}
+
+// Source is where a record came from; dedupe against restored rows uses it.
+// A negative Offset means unknown (never deduplicated).
+type Source struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// AggregatorConfig bounds the aggregator's state.
+type AggregatorConfig struct {
+	// LabelTTL is how long (in event time) a prediction waits for its label
+	// and a label for its prediction; rows stay in memory that long too.
+	LabelTTL time.Duration
+	// MaxPending bounds the predictions and labels waiting to be joined;
+	// the oldest are dropped first.
+	MaxPending int
+}
+
+// DefaultAggregatorConfig is a one-hour label window of at most a million records.
+func DefaultAggregatorConfig() AggregatorConfig {
+	return AggregatorConfig{LabelTTL: time.Hour, MaxPending: 1_000_000}
+}
+
+// Stats counts what the aggregator did with its input.
+type Stats struct {
+	Predictions, Labels int64
+	// Duplicates are redelivered records already counted in a row.
+	Duplicates int64
+	// DuplicateLabels are second labels for one prediction (the first counts).
+	DuplicateLabels int64
+	// ExpiredLabels never met their prediction within the TTL (or bound).
+	ExpiredLabels int64
+	// LatePredictions were older than the label TTL behind the newest event
+	// time and had no row in memory; they are dropped.
+	LatePredictions int64
+	// LateLabels arrived after their prediction's row left memory.
+	LateLabels int64
+	// Rows is the number of rows in memory, Pending the records waiting to be joined.
+	Rows, Pending int
+}
+
+type entry struct {
+	state *State
+	info  ModelInfo
+}
+
+type joined struct {
+	key     Key
+	score   float64
+	tsMs    int64
+	labeled bool
+}
+
+type pendingLabel struct {
+	value float64
+	tsMs  int64
+	src   Source
+}
+
+type queued struct {
+	id    string
+	tsMs  int64
+	label bool
+}
+
+// Aggregator folds predictions and labels into per-minute states. It does
+// no I/O and is not safe for concurrent use: the consumer calls it from one
+// goroutine, in partition order.
+type Aggregator struct {
+	cfg     AggregatorConfig
+	catalog Catalog
+
+	rows  map[Key]*entry
+	dirty map[Key]struct{}
+
+	handled map[topicPartition]int64
+	tpNames map[topicPartition]string
+
+	preds  map[string]*joined
+	labels map[string]pendingLabel
+	queue  []queued // join entries in arrival order, for expiry
+	qhead  int
+
+	// watermark is the latest event time seen; expiry follows it, not the
+	// wall clock, so a replay makes the same decisions.
+	watermark int64
+	stats     Stats
+}
+
+// NewAggregator returns an empty aggregator.
+func NewAggregator(cfg AggregatorConfig, catalog Catalog) *Aggregator {
+	def := DefaultAggregatorConfig()
+	if cfg.LabelTTL <= 0 {
+		cfg.LabelTTL = def.LabelTTL
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = def.MaxPending
+	}
+	return &Aggregator{
+		cfg: cfg, catalog: catalog,
+		rows: map[Key]*entry{}, dirty: map[Key]struct{}{},
+		handled: map[topicPartition]int64{}, tpNames: map[topicPartition]string{},
+		preds: map[string]*joined{}, labels: map[string]pendingLabel{},
+	}
+}
+
+func (a *Aggregator) tpName(tp topicPartition) string {
+	n, ok := a.tpNames[tp]
+	if !ok {
+		n = tp.topic + "/" + strconv.Itoa(tp.partition)
+		a.tpNames[tp] = n
+	}
+	return n
+}
+
+// redelivered records src as handled and reports whether this process
+// handled it before (a consumer rebalance re-reads from the committed offset).
+func (a *Aggregator) redelivered(src Source) bool {
+	if src.Offset < 0 {
+		return false
+	}
+	tp := topicPartition{src.Topic, src.Partition}
+	if h, ok := a.handled[tp]; ok && src.Offset <= h {
+		a.stats.Duplicates++
+		return true
+	}
+	a.handled[tp] = src.Offset
+	return false
+}
+
+// counted reports whether e's restored offsets show src already counted in
+// it (before a restart).
+func (a *Aggregator) counted(src Source, e *entry) bool {
+	if src.Offset < 0 || e.state.Offsets == nil {
+		return false
+	}
+	o, ok := e.state.Offsets[a.tpName(topicPartition{src.Topic, src.Partition})]
+	if ok && src.Offset <= o {
+		a.stats.Duplicates++
+		return true
+	}
+	return false
+}
+
+func (a *Aggregator) row(k Key) *entry {
+	e := a.rows[k]
+	if e == nil {
+		e = &entry{state: NewState(), info: a.catalog.Model(k.Model, k.Version)}
+		a.rows[k] = e
+	}
+	return e
+}
+
+// AddPrediction folds one prediction of key k (whose Minute is the
+// prediction's minute) made at tsMs into its row.
+func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, src Source) {
+	a.stats.Predictions++
+	if tsMs > a.watermark {
+		a.watermark = tsMs
+	}
+	dup := a.redelivered(src)
+	e := a.rows[k]
+	if e == nil {
+		if k.Minute < a.cut() {
+			// Its row may already have left memory: a fresh row would
+			// overwrite the published one with a partial state.
+			a.stats.LatePredictions++
+			return
+		}
+		e = a.row(k)
+	}
+	if !dup && !a.counted(src, e) {
+		e.state.add(p, e.info.Baseline)
+		a.dirty[k] = struct{}{}
+	}
+	if p.Failed || id == "" {
+		return
+	}
+	if _, ok := a.preds[id]; ok {
+		return
+	}
+	j := &joined{key: k, score: p.Score, tsMs: tsMs}
+	a.preds[id] = j
+	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
+	if l, ok := a.labels[id]; ok {
+		delete(a.labels, id)
+		a.applyLabel(j, l)
+	}
+	a.expire()
+}
+
+// AddLabel joins a label to its prediction, or keeps it until the
+// prediction arrives (within the TTL).
+func (a *Aggregator) AddLabel(id string, value float64, tsMs int64, src Source) {
+	a.stats.Labels++
+	if a.redelivered(src) {
+		return
+	}
+	l := pendingLabel{value: value, tsMs: tsMs, src: src}
+	if j, ok := a.preds[id]; ok {
+		a.applyLabel(j, l)
+		return
+	}
+	if _, ok := a.labels[id]; ok {
+		a.stats.DuplicateLabels++
+		return
+	}
+	a.labels[id] = l
+	a.queue = append(a.queue, queued{id: id, tsMs: tsMs, label: true})
+	a.expire()
+}
+
+func (a *Aggregator) applyLabel(j *joined, l pendingLabel) {
+	if j.labeled {
+		a.stats.DuplicateLabels++
+		return
+	}
+	j.labeled = true
+	e := a.rows[j.key]
+	if e == nil {
+		a.stats.LateLabels++
+		return
+	}
+	if a.counted(l.src, e) {
+		return
+	}
+	th := e.info.Threshold
+	e.state.addLabel(j.score, l.value, th)
+	a.dirty[j.key] = struct{}{}
+}
+
+// expire drops join entries older than the TTL behind the watermark, and
+// the oldest beyond MaxPending.
+func (a *Aggregator) expire() {
+	cut := a.watermark - a.cfg.LabelTTL.Milliseconds()
+	for a.qhead < len(a.queue) {
+		q := a.queue[a.qhead]
+		if q.tsMs >= cut && len(a.queue)-a.qhead <= a.cfg.MaxPending {
+			break
+		}
+		if q.label {
+			if l, ok := a.labels[q.id]; ok && l.tsMs == q.tsMs {
+				delete(a.labels, q.id)
+				a.stats.ExpiredLabels++
+			}
+		} else if j, ok := a.preds[q.id]; ok && j.tsMs == q.tsMs {
+			delete(a.preds, q.id)
+		}
+		a.queue[a.qhead] = queued{}
+		a.qhead++
+	}
+	// Compact the queue once its dead head dominates.
+	if a.qhead > 1024 && a.qhead*2 > len(a.queue) {
+		a.queue = append(a.queue[:0], a.queue[a.qhead:]...)
+		a.qhead = 0
+	}
+}
+
+// Flush returns the rows changed since the last Flush (full state, copies
+// safe to keep), records in each the input offsets handled so far, and drops
+// rows older than the label TTL from memory.
+func (a *Aggregator) Flush() []Row {
+	out := make([]Row, 0, len(a.dirty))
+	for k := range a.dirty {
+		e := a.rows[k]
+		offs := make(map[string]int64, len(a.handled)+len(e.state.Offsets))
+		for tp, o := range e.state.Offsets {
+			offs[tp] = o
+		}
+		for tp, o := range a.handled {
+			n := a.tpName(tp)
+			if cur, ok := offs[n]; !ok || o > cur {
+				offs[n] = o
+			}
+		}
+		e.state.Offsets = offs
+		out = append(out, NewRow(k, e.state.Clone(), e.info))
+	}
+	clear(a.dirty)
+	sort.Slice(out, func(i, j int) bool { return lessKey(out[i].Key, out[j].Key) })
+	cut := a.cut()
+	for k := range a.rows {
+		if k.Minute < cut {
+			delete(a.rows, k)
+		}
+	}
+	return out
+}
+
+// cut is the oldest minute kept in memory.
+func (a *Aggregator) cut() int64 {
+	return MinuteOf(a.watermark-a.cfg.LabelTTL.Milliseconds()) - MinuteMs
+}
+
+// Restore puts rows read back from metrics.model_minute into memory, so
+// new records add to them and redelivered ones are recognised. Rows older
+// than the label TTL are not kept in memory.
+func (a *Aggregator) Restore(rows []Row) {
+	for _, r := range rows {
+		if r.State == nil {
+			continue
+		}
+		if end := r.Minute + MinuteMs - 1; end > a.watermark {
+			a.watermark = end
+		}
+	}
+	cut := a.cut()
+	for _, r := range rows {
+		if r.State == nil || r.Minute < cut {
+			continue
+		}
+		a.rows[r.Key] = &entry{state: r.State.Clone(), info: a.catalog.Model(r.Model, r.Version)}
+	}
+}
+
+// Stats returns the aggregator's counters.
+func (a *Aggregator) Stats() Stats {
+	s := a.stats
+	s.Rows = len(a.rows)
+	s.Pending = len(a.preds) + len(a.labels)
+	return s
+}
+
+func lessKey(a, b Key) bool {
+	if a.Minute != b.Minute {
+		return a.Minute < b.Minute
+	}
+	if a.Model != b.Model {
+		return a.Model < b.Model
+	}
+	if a.Version != b.Version {
+		return a.Version < b.Version
+	}
+	return a.Variant < b.Variant
+}
+
+// LessKey orders rows by minute, then model, version and variant.
+func LessKey(a, b Key) bool { return lessKey(a, b) }

@@ -1,0 +1,225 @@
+// Package stream is the metrics service's Kafka side: the inbound handler
+// that folds `predictions` and `labels` into the aggregator and, on every
+// flush, publishes the changed rows to metrics.model_minute (and the
+// embedded store) before the consumer commits; and the restore that reads
+// the published rows back at start.
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tributary-ml/tributary/libs/kafka"
+	"github.com/tributary-ml/tributary/libs/predlog"
+	"github.com/tributary-ml/tributary/services/metrics/internal/core"
+)
+
+// GroupID is the metrics service's consumer group.
+const GroupID = "tributary-metrics"
+
+// Publisher writes rows to metrics.model_minute (its default topic) and
+// returns once they are durable.
+type Publisher interface {
+	Write(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Handler is the kafka.Handler of the metrics service. Handle and Flush are
+// called from the consumer's goroutine; Stats may be called from any.
+type Handler struct {
+	mu      sync.Mutex
+	agg     *core.Aggregator
+	pub     Publisher
+	writers []core.RowWriter
+	onRows  func(context.Context, []core.Row)
+	log     *slog.Logger
+
+	invalid   int64
+	published int64
+}
+
+var _ kafka.Handler = (*Handler)(nil)
+
+// NewHandler folds records into agg and publishes flushed rows with pub,
+// then hands them to every writer and to onRows (alerts); onRows may be nil.
+func NewHandler(agg *core.Aggregator, pub Publisher, writers []core.RowWriter, onRows func(context.Context, []core.Row), log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{agg: agg, pub: pub, writers: writers, onRows: onRows, log: log}
+}
+
+// Handle folds one record. Records that do not decode are counted, logged
+// and skipped: one bad producer must not stop model monitoring.
+func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
+	src := core.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch m.Topic {
+	case predlog.LabelsTopic:
+		var l predlog.Label
+		if err := json.Unmarshal(m.Value, &l); err != nil || l.PredictionID == "" {
+			h.reject(m, "label", err)
+			return nil
+		}
+		h.agg.AddLabel(l.PredictionID, l.Value, l.TimeMs, src)
+	default:
+		var p predlog.Prediction
+		if err := DecodePrediction(m.Value, &p); err != nil {
+			h.reject(m, "prediction", err)
+			return nil
+		}
+		k, cp := Convert(&p)
+		h.agg.AddPrediction(p.PredictionID, k, p.TimeMs, &cp, src)
+	}
+	return nil
+}
+
+func (h *Handler) reject(m kafka.Message, what string, err error) {
+	h.invalid++
+	if err == nil {
+		err = errors.New("prediction_id: empty")
+	}
+	h.log.Warn("skip undecodable record", "what", what, "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+}
+
+// DecodePrediction decodes and checks a record of `predictions`.
+func DecodePrediction(b []byte, p *predlog.Prediction) error {
+	if err := json.Unmarshal(b, p); err != nil {
+		return fmt.Errorf("decode prediction: %w", err)
+	}
+	switch {
+	case p.Model == "":
+		return errors.New("prediction: model is empty")
+	case strings.Contains(p.Model, "|"), strings.Contains(p.Version, "|"), strings.Contains(p.Variant, "|"):
+		return errors.New("prediction: model, version or variant contains '|', the row key separator")
+	}
+	return nil
+}
+
+// Convert maps a logged prediction onto its row key and the aggregate's input.
+func Convert(p *predlog.Prediction) (core.Key, core.Prediction) {
+	k := core.Key{ModelKey: core.ModelKey{Model: p.Model, Version: p.Version, Variant: p.Variant}, Minute: core.MinuteOf(p.TimeMs)}
+	return k, core.Prediction{
+		Failed: p.Error != "", LatencyMs: p.LatencyMs, Score: p.Score,
+		Features: p.Features, Defaulted: p.Defaulted,
+	}
+}
+
+// Flush publishes the rows changed since the last flush (full state: an
+// idempotent upsert keyed model|version|variant|minute) and returns once
+// Kafka acknowledged them; only then does the consumer commit offsets.
+func (h *Handler) Flush(ctx context.Context) error {
+	h.mu.Lock()
+	rows := h.agg.Flush()
+	h.mu.Unlock()
+	if len(rows) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, len(rows))
+	for i, r := range rows {
+		b, err := r.Marshal()
+		if err != nil {
+			return fmt.Errorf("encode row %s: %w", r.PK(), err)
+		}
+		msgs[i] = kafka.Message{Key: []byte(r.PK()), Value: b}
+	}
+	if err := h.pub.Write(ctx, msgs...); err != nil {
+		return fmt.Errorf("publish %d rows: %w", len(rows), err)
+	}
+	for _, w := range h.writers {
+		if err := w.Upsert(ctx, rows); err != nil {
+			return fmt.Errorf("store %d rows: %w", len(rows), err)
+		}
+	}
+	if h.onRows != nil {
+		h.onRows(ctx, rows)
+	}
+	h.mu.Lock()
+	h.published += int64(len(rows))
+	h.mu.Unlock()
+	return nil
+}
+
+// Stats are the handler's counters.
+type Stats struct {
+	core.Stats
+	Invalid, Published int64
+}
+
+// Stats returns the counters so far.
+func (h *Handler) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Stats{Stats: h.agg.Stats(), Invalid: h.invalid, Published: h.published}
+}
+
+// Restore reads every row on topic (from the start to the end it has now),
+// keeps the last row of each key, and returns them. A missing topic means
+// no rows.
+func Restore(ctx context.Context, brokers []string, topic string, log *slog.Logger) ([]core.Row, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var d kafkago.Dialer
+	parts, err := d.LookupPartitions(ctx, "tcp", brokers[0], topic)
+	if err != nil {
+		return nil, fmt.Errorf("restore: look up partitions of %s: %w", topic, err)
+	}
+	latest := map[core.Key]core.Row{}
+	for _, p := range parts {
+		if err := restorePartition(ctx, &d, brokers, topic, p.ID, latest, log); err != nil {
+			return nil, err
+		}
+	}
+	rows := make([]core.Row, 0, len(latest))
+	for _, r := range latest {
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+func restorePartition(ctx context.Context, d *kafkago.Dialer, brokers []string, topic string, partition int, latest map[core.Key]core.Row, log *slog.Logger) error {
+	conn, err := d.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return fmt.Errorf("restore: dial leader of %s/%d: %w", topic, partition, err)
+	}
+	first, last, err := conn.ReadOffsets()
+	_ = conn.Close()
+	if err != nil {
+		return fmt.Errorf("restore: offsets of %s/%d: %w", topic, partition, err)
+	}
+	if last <= first {
+		return nil
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20,
+	})
+	defer func() { _ = r.Close() }()
+	if err := r.SetOffset(first); err != nil {
+		return fmt.Errorf("restore: seek %s/%d: %w", topic, partition, err)
+	}
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			return fmt.Errorf("restore: read %s/%d: %w", topic, partition, err)
+		}
+		if len(m.Value) > 0 { // a tombstone deletes nothing we need
+			row, err := core.UnmarshalRow(m.Value)
+			if err != nil {
+				log.Warn("restore: skip undecodable row", "partition", partition, "offset", m.Offset, "err", err)
+			} else {
+				latest[row.Key] = row
+			}
+		}
+		if m.Offset >= last-1 {
+			return nil
+		}
+	}
+}
