@@ -246,16 +246,16 @@ func (s *State) Validate() error {
 
 // Metrics are the figures derived from a State.
 type Metrics struct {
-	Requests, Errors                          int64
+	Requests, Errors                         int64
 	LatencyP50Ms, LatencyP95Ms, LatencyP99Ms float64
-	ScoreMean                                 float64
-	ScoreHistogram                            []int64
-	FeatureDefaultRate                        map[string]float64
-	ScorePSI, ScoreJS                         float64
-	FeaturePSI, FeatureJS                     map[string]float64
-	Labeled                                   int64
-	Accuracy, Precision, Recall               float64
-	LogLoss, AUC, CalibrationError            float64
+	ScoreMean                                float64
+	ScoreHistogram                           []int64
+	FeatureDefaultRate                       map[string]float64
+	ScorePSI, ScoreJS                        float64
+	FeaturePSI, FeatureJS                    map[string]float64
+	Labeled                                  int64
+	Accuracy, Precision, Recall              float64
+	LogLoss, AUC, CalibrationError           float64
 }
 
 // Derive computes the published figures of s; info may lack a baseline.
