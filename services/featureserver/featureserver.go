@@ -4,11 +4,22 @@ package featureserver
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/tributary-ml/tributary/libs/config"
+	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/service"
+	"github.com/tributary-ml/tributary/libs/tiles"
+	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/grpcapi"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/store/embedded"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/tileconsumer"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/viewwatch"
 )
 
 // Name is the service name in logs and metrics.
@@ -17,14 +28,34 @@ const Name = "featureserver"
 // Usage describes the service in one line.
 const Usage = "the online feature server: stores tiles and answers GetOnlineFeatures"
 
+// GroupID is the consumer group reading features.tiles.
+const GroupID = "tributary-featureserver"
+
+// Store kinds.
+const (
+	StoreEmbedded = "embedded"
+	StoreScylla   = "scylla"
+)
+
 // Config is the service's configuration.
 type Config struct {
-	Common config.Common
-	Features string
-	Store string
-	DataDir string
-	ScyllaHosts string
+	Common         config.Common
+	Features       string
+	Store          string
+	DataDir        string
+	ScyllaHosts    string
 	ScyllaKeyspace string
+	// ReloadInterval is how often the feature view files are checked for changes.
+	ReloadInterval time.Duration
+	// FlushInterval is the longest a consumed tile waits before it is
+	// written and servable (and its offset committed).
+	FlushInterval time.Duration
+	// TilesPartitions is the partition count features.tiles is created
+	// with when it does not exist.
+	TilesPartitions int
+	// MaxRequestBytes bounds the encoded size of a GetOnlineFeatures request.
+	MaxRequestBytes int
+	Limits          core.Limits
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -36,11 +67,16 @@ func DefaultConfig() Config {
 			GRPCAddr:     "127.0.0.1:9101",
 			LogLevel:     "info",
 		},
-		Features: "examples/fraud/features",
-		Store: "embedded",
-		DataDir: "data/featureserver",
-		ScyllaHosts: "127.0.0.1:9042",
-		ScyllaKeyspace: "tributary",
+		Features:        "examples/fraud/features",
+		Store:           StoreEmbedded,
+		DataDir:         "data/featureserver",
+		ScyllaHosts:     "127.0.0.1:9042",
+		ScyllaKeyspace:  "tributary",
+		ReloadInterval:  2 * time.Second,
+		FlushInterval:   50 * time.Millisecond,
+		TilesPartitions: 4,
+		MaxRequestBytes: grpcapi.DefaultMaxRequestBytes,
+		Limits:          core.DefaultLimits(),
 	}
 }
 
@@ -52,42 +88,159 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded store")
 	fs.StringVar(&c.ScyllaHosts, "scylla-hosts", c.ScyllaHosts, "comma-separated ScyllaDB hosts (store=scylla)")
 	fs.StringVar(&c.ScyllaKeyspace, "scylla-keyspace", c.ScyllaKeyspace, "ScyllaDB keyspace (store=scylla)")
+	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often feature view files are checked for changes")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest wait before consumed tiles are written and servable")
+	fs.IntVar(&c.TilesPartitions, "tiles-partitions", c.TilesPartitions, "partitions of features.tiles when it is created")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", c.MaxRequestBytes, "largest GetOnlineFeatures request accepted, in bytes")
+	fs.IntVar(&c.Limits.MaxRows, "max-rows", c.Limits.MaxRows, "most entity rows per request")
+	fs.IntVar(&c.Limits.MaxFeatures, "max-features", c.Limits.MaxFeatures, "most feature references per request")
+	fs.IntVar(&c.Limits.MaxValues, "max-values", c.Limits.MaxValues, "most rows × features per request")
+	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
+	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request")
 }
 
 // Validate names the first bad field.
 func (c Config) Validate() error {
-	return c.Common.Validate(true)
+	if err := c.Common.Validate(true); err != nil {
+		return err
+	}
+	switch {
+	case c.Features == "":
+		return errors.New("features: a directory of feature view YAML files is required")
+	case c.Store != StoreEmbedded && c.Store != StoreScylla:
+		return fmt.Errorf("store: %q is not embedded or scylla", c.Store)
+	case c.Store == StoreEmbedded && c.DataDir == "":
+		return errors.New("data-dir: required with store=embedded")
+	case c.ReloadInterval <= 0:
+		return fmt.Errorf("reload-interval: %s, want a positive duration", c.ReloadInterval)
+	case c.FlushInterval <= 0:
+		return fmt.Errorf("flush-interval: %s, want a positive duration", c.FlushInterval)
+	case c.TilesPartitions < 1:
+		return fmt.Errorf("tiles-partitions: %d, want at least 1", c.TilesPartitions)
+	case c.MaxRequestBytes < 1024:
+		return fmt.Errorf("max-request-bytes: %d, want at least 1024", c.MaxRequestBytes)
+	}
+	return c.Limits.Validate()
 }
 
 // Deps are what a caller may inject; zero values get defaults.
 type Deps struct {
 	Log *slog.Logger
+	// Now is the clock requests are answered at; time.Now when nil.
+	Now func() time.Time
 }
 
 // Service is a built, not yet running, featureserver.
 type Service struct {
-	base *service.Base
-	cfg  Config
+	base     *service.Base
+	cfg      Config
+	now      func() time.Time
+	store    core.TileStore
+	catalog  *core.Catalog
+	watcher  *viewwatch.Watcher
+	consumer *tileconsumer.Handler
 }
 
-// New validates cfg and binds the service's listeners.
+// New validates cfg, loads the feature views, opens the store and binds
+// the service's listeners.
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	base, err := service.New(ctx, Name, cfg.Common, true, deps.Log)
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := deps.Log
+	if log == nil {
+		log = config.NewLogger(cfg.Common.LogLevel, Name)
+	}
+	// Views and store come first: a failure here leaves no listener bound.
+	watcher, catalog, err := viewwatch.Load(cfg.Features, log)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{base: base, cfg: cfg}, nil
+	store, err := openStore(cfg, now, log)
+	if err != nil {
+		return nil, err
+	}
+	base, err := service.New(ctx, Name, cfg.Common, true, log)
+	if err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
+	online, err := core.NewOnline(store, catalog, now, cfg.Limits)
+	if err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
+	consumer, err := tileconsumer.New(store, catalog, now, base.Tel.Meter, base.Log)
+	if err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
+	featuresv1.RegisterFeatureServiceServer(base.GRPC.Server, grpcapi.New(online, catalog, cfg.MaxRequestBytes))
+	base.Admin.AddCheck("feature-views", watcher.Err)
+	return &Service{base: base, cfg: cfg, now: now, store: store, catalog: catalog, watcher: watcher, consumer: consumer}, nil
+}
+
+func openStore(cfg Config, now func() time.Time, log *slog.Logger) (core.TileStore, error) {
+	switch cfg.Store {
+	case StoreEmbedded:
+		return embedded.Open(cfg.DataDir, embedded.Options{Now: now, Log: log})
+	default:
+		return nil, fmt.Errorf("store: %q is not supported", cfg.Store)
+	}
 }
 
 // AdminAddr is the bound admin address.
 func (s *Service) AdminAddr() string { return s.base.AdminAddr() }
 
-// Run runs the service until ctx ends.
+// GRPCAddr is the bound gRPC address.
+func (s *Service) GRPCAddr() string { return s.base.GRPCAddr() }
+
+// Run runs the service until ctx ends, then closes the store after the
+// consumer committed its last offsets.
 func (s *Service) Run(ctx context.Context) error {
-	return s.base.Run(ctx)
+	err := s.base.Run(ctx, s.consume, func(ctx context.Context) error {
+		return s.watcher.Run(ctx, s.cfg.ReloadInterval)
+	})
+	if cerr := s.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
+	}
+	return err
+}
+
+// consume writes tiles from features.tiles to the store until ctx ends.
+func (s *Service) consume(ctx context.Context) error {
+	brokers := s.cfg.Common.Brokers()
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := kafka.EnsureTopics(tctx, brokers, kafka.TopicSpec{Name: tiles.Topic, Partitions: s.cfg.TilesPartitions, Compacted: true})
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.base.Log.Warn("ensure topic, retrying", "topic", tiles.Topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers:        brokers,
+		GroupID:        GroupID,
+		Topics:         []string{tiles.Topic},
+		CommitInterval: s.cfg.FlushInterval,
+		MaxWait:        s.cfg.FlushInterval,
+		Log:            s.base.Log,
+	})
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx, s.consumer)
 }
 
 // Run builds and runs the service until ctx ends.

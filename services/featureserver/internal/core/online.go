@@ -1,0 +1,443 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/libs/tiles"
+)
+
+// Status tells whether a value was found and is fresh.
+type Status uint8
+
+// Statuses, mirroring tributary.features.v1.FeatureStatus.
+const (
+	StatusUnspecified Status = iota
+	StatusPresent
+	StatusNotFound
+	StatusStale
+)
+
+// Kind is the type of a Value.
+type Kind uint8
+
+// Kinds of values.
+const (
+	KindNone Kind = iota
+	KindDouble
+	KindInt64
+	KindString
+	KindBool
+)
+
+// Value is one feature of one entity.
+type Value struct {
+	Kind   Kind
+	Status Status
+	Bool   bool
+	Int    int64
+	Double float64
+	Str    string
+	// EventMs is the event time (Unix ms) of the newest event the value
+	// reflects; 0 when there is none.
+	EventMs int64
+}
+
+// RequestError is a bad request; Field names the offending part.
+type RequestError struct {
+	Field string
+	Msg   string
+}
+
+func (e *RequestError) Error() string { return e.Field + ": " + e.Msg }
+
+// ErrOverloaded is returned when MaxInFlight requests are already running.
+var ErrOverloaded = errors.New("feature server overloaded: too many requests in flight, retry with backoff")
+
+// Limits bound what one request may ask and how the server spends itself.
+type Limits struct {
+	// MaxRows is the most entity rows per request.
+	MaxRows int
+	// MaxFeatures is the most feature references per request.
+	MaxFeatures int
+	// MaxValues is the most rows × features per request.
+	MaxValues int
+	// MaxInFlight is how many requests run at once; more are refused.
+	MaxInFlight int
+	// FetchParallelism is the most concurrent store reads per request.
+	FetchParallelism int
+	// FetchChunk is the fewest reads one goroutine does: cheap in-memory
+	// reads are not worth a goroutine each, remote ones are.
+	FetchChunk int
+}
+
+// DefaultLimits suit the embedded store.
+func DefaultLimits() Limits {
+	return Limits{MaxRows: 1000, MaxFeatures: 500, MaxValues: 100_000, MaxInFlight: 512, FetchParallelism: 8, FetchChunk: 32}
+}
+
+// Validate names the first bad limit.
+func (l Limits) Validate() error {
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"max-rows", l.MaxRows}, {"max-features", l.MaxFeatures}, {"max-values", l.MaxValues}, {"max-in-flight", l.MaxInFlight}, {"fetch-parallelism", l.FetchParallelism}, {"fetch-chunk", l.FetchChunk}} {
+		if c.v < 1 {
+			return fmt.Errorf("%s: %d, want at least 1", c.name, c.v)
+		}
+	}
+	return nil
+}
+
+// Online answers online feature reads by merging stored tiles at request time.
+type Online struct {
+	store   TileStore
+	catalog *Catalog
+	now     func() time.Time
+	limits  Limits
+	sem     chan struct{}
+	pool    sync.Pool
+}
+
+// NewOnline builds the read path over store and catalog; now is the clock.
+func NewOnline(store TileStore, catalog *Catalog, now func() time.Time, limits Limits) (*Online, error) {
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	o := &Online{store: store, catalog: catalog, now: now, limits: limits, sem: make(chan struct{}, limits.MaxInFlight)}
+	o.pool.New = func() any { return new(scratch) }
+	return o, nil
+}
+
+// refPlan is one requested feature, resolved.
+type refPlan struct {
+	view  int // index into scratch.views
+	feat  featurespec.Feature
+	resMs int64
+	winMs int64
+}
+
+// fetch is the tiles of one (view, entity).
+type fetch struct {
+	view   string
+	entity string
+	tiles  []*tiles.Tile
+	newest int64
+}
+
+type scratch struct {
+	refs    []refPlan
+	views   []*View
+	fetches []fetch
+	values  []Value
+	keys    []string
+}
+
+// Result is the answer to Get: Rows × Cols values in row-major order.
+// Release returns its buffers for reuse; Values must not be used after.
+type Result struct {
+	Rows, Cols int
+	Values     []Value
+	o          *Online
+	s          *scratch
+}
+
+// Row returns the values of entity row r.
+func (r *Result) Row(i int) []Value { return r.Values[i*r.Cols : (i+1)*r.Cols] }
+
+// Release recycles the result's buffers.
+func (r *Result) Release() {
+	if r.s == nil {
+		return
+	}
+	s := r.s
+	r.s, r.Values = nil, nil
+	// Huge requests do not pin their buffers in the pool.
+	if cap(s.values) > 1<<16 || cap(s.fetches) > 1<<14 {
+		return
+	}
+	for i := range s.fetches {
+		clear(s.fetches[i].tiles)
+		s.fetches[i].tiles = s.fetches[i].tiles[:0]
+		s.fetches[i].view, s.fetches[i].entity = "", ""
+	}
+	clear(s.values)
+	clear(s.views)
+	r.o.pool.Put(s)
+}
+
+// Get reads refs ("view:feature") for every entity row (join key → value)
+// as of the clock's now. Errors are *RequestError for bad input,
+// ErrOverloaded, the context's error, or a store error.
+func (o *Online) Get(ctx context.Context, refs []string, rows []map[string]string) (*Result, error) {
+	if err := o.check(refs, rows); err != nil {
+		return nil, err
+	}
+	select {
+	case o.sem <- struct{}{}:
+	default:
+		return nil, ErrOverloaded
+	}
+	defer func() { <-o.sem }()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	s := o.pool.Get().(*scratch)
+	res := &Result{Rows: len(rows), Cols: len(refs), o: o, s: s}
+	if err := o.plan(s, refs, rows); err != nil {
+		res.Release()
+		return nil, err
+	}
+	if err := o.fetchAll(ctx, s); err != nil {
+		res.Release()
+		return nil, err
+	}
+	nowMs := o.now().UnixMilli()
+	n := len(rows) * len(refs)
+	if cap(s.values) < n {
+		s.values = make([]Value, n)
+	}
+	s.values = s.values[:n]
+	nv := len(s.views)
+	for r := range rows {
+		out := s.values[r*len(refs) : (r+1)*len(refs)]
+		for i := range s.refs {
+			p := &s.refs[i]
+			out[i] = compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
+		}
+	}
+	// A caller that gave up gets no answer computed after its deadline.
+	if err := ctx.Err(); err != nil {
+		res.Release()
+		return nil, err
+	}
+	res.Values = s.values
+	return res, nil
+}
+
+func (o *Online) check(refs []string, rows []map[string]string) error {
+	switch {
+	case len(refs) == 0:
+		return &RequestError{Field: "features", Msg: "at least one feature reference (view:feature) is required"}
+	case len(rows) == 0:
+		return &RequestError{Field: "entities", Msg: "at least one entity row is required"}
+	case len(refs) > o.limits.MaxFeatures:
+		return &RequestError{Field: "features", Msg: fmt.Sprintf("%d feature references, the limit is %d", len(refs), o.limits.MaxFeatures)}
+	case len(rows) > o.limits.MaxRows:
+		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d entity rows, the limit is %d", len(rows), o.limits.MaxRows)}
+	case len(rows)*len(refs) > o.limits.MaxValues:
+		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d rows × %d features = %d values, the limit is %d", len(rows), len(refs), len(rows)*len(refs), o.limits.MaxValues)}
+	}
+	return nil
+}
+
+// plan resolves refs against the catalog and lists the (view, entity) reads.
+func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error {
+	views := o.catalog.Views()
+	s.refs = s.refs[:0]
+	s.views = s.views[:0]
+	for i, ref := range refs {
+		vname, fname, ok := strings.Cut(ref, ":")
+		if !ok || vname == "" || fname == "" {
+			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("%q is not of the form view:feature", ref)}
+		}
+		v, ok := views.Get(vname)
+		if !ok {
+			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("unknown feature view %q", vname)}
+		}
+		fi, ok := v.Feature(fname)
+		if !ok {
+			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("feature view %q has no feature %q", vname, fname)}
+		}
+		vi := -1
+		for j, u := range s.views {
+			if u == v {
+				vi = j
+				break
+			}
+		}
+		if vi < 0 {
+			vi = len(s.views)
+			s.views = append(s.views, v)
+		}
+		f := v.Spec.Features[fi]
+		s.refs = append(s.refs, refPlan{
+			view:  vi,
+			feat:  f,
+			resMs: tiles.ResolutionOf(f).Milliseconds(),
+			winMs: time.Duration(f.Window).Milliseconds(),
+		})
+	}
+	n := len(rows) * len(s.views)
+	if cap(s.fetches) < n {
+		s.fetches = append(s.fetches[:cap(s.fetches)], make([]fetch, n-cap(s.fetches))...)
+	}
+	s.fetches = s.fetches[:n]
+	for r, row := range rows {
+		for vi, v := range s.views {
+			id, err := s.entityID(v.Spec, row)
+			if err != nil {
+				return &RequestError{Field: "entities[" + strconv.Itoa(r) + "]", Msg: err.Error()}
+			}
+			f := &s.fetches[r*len(s.views)+vi]
+			f.view, f.entity, f.newest = v.Spec.Name, id, 0
+			f.tiles = f.tiles[:0]
+		}
+	}
+	return nil
+}
+
+func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, error) {
+	keys := v.Entity.JoinKeys
+	if len(keys) == 1 {
+		id, ok := row[keys[0]]
+		if !ok || id == "" {
+			return "", fmt.Errorf("missing join key %q of feature view %q", keys[0], v.Name)
+		}
+		return id, nil
+	}
+	s.keys = s.keys[:0]
+	for _, k := range keys {
+		id, ok := row[k]
+		if !ok || id == "" {
+			return "", fmt.Errorf("missing join key %q of feature view %q", k, v.Name)
+		}
+		s.keys = append(s.keys, id)
+	}
+	return tiles.EntityID(s.keys), nil
+}
+
+// fetchAll reads every planned (view, entity), concurrently when there are
+// enough reads to be worth it.
+func (o *Online) fetchAll(ctx context.Context, s *scratch) error {
+	n := len(s.fetches)
+	workers := min(o.limits.FetchParallelism, (n+o.limits.FetchChunk-1)/o.limits.FetchChunk)
+	if workers <= 1 {
+		return o.fetchRange(ctx, s.fetches)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	per := (n + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*per, min(n, (w+1)*per)
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() { errs[w] = o.fetchRange(ctx, s.fetches[lo:hi]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
+	for i := range fs {
+		f := &fs[i]
+		ts, err := o.store.GetTiles(ctx, f.view, f.entity, f.tiles[:0])
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read tiles of %s %q: %w", f.view, f.entity, err)
+		}
+		f.tiles = ts
+		for _, t := range ts {
+			f.newest = max(f.newest, t.MaxEventMs)
+		}
+	}
+	return nil
+}
+
+// compute merges one feature of one entity at nowMs.
+func compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
+	if len(f.tiles) == 0 {
+		return Value{Status: StatusNotFound}
+	}
+	from := tiles.StartOf(nowMs-p.winMs, time.Duration(p.resMs)*time.Millisecond)
+	if p.resMs == 0 {
+		from = 0
+	}
+	ir, newest := tiles.Window(span(f.tiles, p.resMs, from, nowMs), p.feat, nowMs)
+	raw, ok := ir.Value(p.feat.Aggregation)
+	if !ok {
+		return Value{Status: StatusNotFound}
+	}
+	v := toValue(raw)
+	if v.Kind == KindNone {
+		return Value{Status: StatusNotFound}
+	}
+	// A window no event fell into (a count that decayed to 0) is as fresh
+	// as the newest event seen for the entity in this view.
+	if newest == 0 {
+		newest = f.newest
+	}
+	v.EventMs = newest
+	v.Status = StatusPresent
+	if maxAgeMs > 0 && nowMs-newest > maxAgeMs {
+		v.Status = StatusStale
+	}
+	return v
+}
+
+// span narrows tiles sorted by (resolution, start) to those of resolution
+// resMs starting in [from, to].
+func span(ts []*tiles.Tile, resMs, from, to int64) []*tiles.Tile {
+	less := func(t *tiles.Tile, res, start int64) bool {
+		return t.ResolutionMs < res || (t.ResolutionMs == res && t.StartMs < start)
+	}
+	lo, hi := 0, len(ts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if less(ts[m], resMs, from) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	end := lo
+	for end < len(ts) && ts[end].ResolutionMs == resMs && ts[end].StartMs <= to {
+		end++
+	}
+	return ts[lo:end]
+}
+
+func toValue(raw any) Value {
+	switch x := raw.(type) {
+	case float64:
+		return Value{Kind: KindDouble, Double: x}
+	case float32:
+		return Value{Kind: KindDouble, Double: float64(x)}
+	case int64:
+		return Value{Kind: KindInt64, Int: x}
+	case int:
+		return Value{Kind: KindInt64, Int: int64(x)}
+	case bool:
+		return Value{Kind: KindBool, Bool: x}
+	case string:
+		return Value{Kind: KindString, Str: x}
+	case json.Number:
+		if f, err := x.Float64(); err == nil {
+			return Value{Kind: KindDouble, Double: f}
+		}
+		return Value{Kind: KindString, Str: x.String()}
+	case nil:
+		return Value{}
+	default:
+		// Objects and arrays from JSON sources are served as their JSON text.
+		b, err := json.Marshal(x)
+		if err != nil {
+			return Value{}
+		}
+		return Value{Kind: KindString, Str: string(b)}
+	}
+}

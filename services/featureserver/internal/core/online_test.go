@@ -1,0 +1,575 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/store/embedded"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const txnView = `
+name: txns
+entity: {name: user, join_keys: [user_id]}
+source: {topic: cdc.public.transactions, format: debezium, event_time: created_at}
+max_age: 1h
+features:
+  - {name: count_10m, aggregation: count, window: 10m}
+  - {name: sum_1h, column: amount, aggregation: sum, window: 1h}
+  - {name: avg_24h, column: amount, aggregation: avg, window: 24h}
+  - {name: max_24h, column: amount, aggregation: max, window: 24h}
+  - {name: min_7d, column: amount, aggregation: min, window: 7d}
+  - {name: stddev_1h, column: amount, aggregation: stddev, window: 1h}
+  - {name: last_amount, column: amount, aggregation: latest}
+  - {name: first_1h, column: merchant, aggregation: first, window: 1h}
+`
+
+const pairView = `
+name: pairs
+entity: {name: user_merchant, join_keys: [user_id, merchant_id]}
+source: {topic: events.pairs}
+features:
+  - {name: count_1h, aggregation: count, window: 1h}
+`
+
+func parse(t testing.TB, docs ...string) []*featurespec.View {
+	t.Helper()
+	var out []*featurespec.View
+	for i, d := range docs {
+		v, err := featurespec.Parse(fmt.Sprintf("view%d.yaml", i), []byte(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+type event struct {
+	ts       int64
+	amount   float64
+	merchant string
+}
+
+// buildTiles computes the tiles of events the way the featurizer does:
+// one IR per feature in the tile of the feature's resolution.
+func buildTiles(v *featurespec.View, entity string, evs []event) []*tiles.Tile {
+	byKey := map[string]*tiles.Tile{}
+	for _, e := range evs {
+		for _, f := range v.Features {
+			res := tiles.ResolutionOf(f)
+			start := tiles.StartOf(e.ts, res)
+			key := tiles.Key(v.Name, entity, res.Milliseconds(), start)
+			tl := byKey[key]
+			if tl == nil {
+				tl = &tiles.Tile{View: v.Name, Entity: entity, ResolutionMs: res.Milliseconds(), StartMs: start, Features: map[string]*tiles.IR{}}
+				byKey[key] = tl
+			}
+			tl.MaxEventMs = max(tl.MaxEventMs, e.ts)
+			ir := tl.Features[f.Name]
+			if ir == nil {
+				ir = &tiles.IR{}
+				tl.Features[f.Name] = ir
+			}
+			var val any = e.amount
+			if f.Column == "merchant" {
+				val = e.merchant
+			}
+			ir.Add(val, e.ts)
+		}
+	}
+	out := make([]*tiles.Tile, 0, len(byKey))
+	for _, tl := range byKey {
+		out = append(out, tl)
+	}
+	return out
+}
+
+// bruteForce computes a feature straight from the events in its sawtooth
+// window at now.
+func bruteForce(f featurespec.Feature, evs []event, now int64) (any, int64, bool) {
+	res := tiles.ResolutionOf(f)
+	from := tiles.StartOf(now-time.Duration(f.Window).Milliseconds(), res)
+	var in []event
+	for _, e := range evs {
+		if f.Aggregation == featurespec.AggLatest || (e.ts >= from && e.ts <= now) {
+			in = append(in, e)
+		}
+	}
+	var newest int64
+	for _, e := range in {
+		newest = max(newest, e.ts)
+	}
+	switch f.Aggregation {
+	case featurespec.AggCount:
+		return float64(len(in)), newest, true
+	case featurespec.AggSum:
+		s := 0.0
+		for _, e := range in {
+			s += e.amount
+		}
+		return s, newest, true
+	case featurespec.AggAvg, featurespec.AggStddev:
+		if len(in) == 0 {
+			return nil, 0, false
+		}
+		s, sq := 0.0, 0.0
+		for _, e := range in {
+			s += e.amount
+			sq += e.amount * e.amount
+		}
+		n := float64(len(in))
+		if f.Aggregation == featurespec.AggAvg {
+			return s / n, newest, true
+		}
+		return math.Sqrt(math.Max(0, sq/n-(s/n)*(s/n))), newest, true
+	case featurespec.AggMax, featurespec.AggMin:
+		if len(in) == 0 {
+			return nil, 0, false
+		}
+		m := in[0].amount
+		for _, e := range in {
+			if f.Aggregation == featurespec.AggMax {
+				m = math.Max(m, e.amount)
+			} else {
+				m = math.Min(m, e.amount)
+			}
+		}
+		return m, newest, true
+	case featurespec.AggLatest:
+		if len(in) == 0 {
+			return nil, 0, false
+		}
+		last := in[0]
+		for _, e := range in {
+			if e.ts >= last.ts {
+				last = e
+			}
+		}
+		return last.amount, newest, true
+	case featurespec.AggFirst:
+		if len(in) == 0 {
+			return nil, 0, false
+		}
+		first := in[0]
+		for _, e := range in {
+			if e.ts < first.ts {
+				first = e
+			}
+		}
+		return first.merchant, newest, true
+	}
+	panic("unhandled aggregation " + f.Aggregation)
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+type fixture struct {
+	store  *embedded.Store
+	online *core.Online
+	clock  *clock
+	views  []*featurespec.View
+}
+
+func newFixture(t testing.TB, limits core.Limits, docs ...string) *fixture {
+	t.Helper()
+	clk := &clock{now: time.UnixMilli(1_700_000_000_000)}
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	views := parse(t, docs...)
+	on, err := core.NewOnline(st, core.NewCatalog(views), clk.Now, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{store: st, online: on, clock: clk, views: views}
+}
+
+func (fx *fixture) put(t testing.TB, v *featurespec.View, ts ...*tiles.Tile) {
+	t.Helper()
+	ws := make([]core.TileWrite, len(ts))
+	for i, tl := range ts {
+		ws[i] = core.TileWrite{Tile: tl, ExpiresMs: core.ExpiryOf(v, tl)}
+	}
+	if err := fx.store.PutTiles(context.Background(), ws); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func refsOf(v *featurespec.View) []string {
+	var refs []string
+	for _, f := range v.Features {
+		refs = append(refs, v.Ref(f))
+	}
+	return refs
+}
+
+func user(id string) map[string]string { return map[string]string{"user_id": id} }
+
+// TestWindowsMatchBruteForce checks served values against a recomputation
+// from the raw events, for random event streams and request times.
+func TestWindowsMatchBruteForce(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := fx.clock.Now().UnixMilli()
+	for round := range 30 {
+		entity := fmt.Sprintf("u%d", round)
+		var evs []event
+		for range 1 + rng.IntN(60) {
+			evs = append(evs, event{
+				ts:       base - rng.Int64N(8*24*3_600_000),
+				amount:   math.Round(rng.Float64()*10000) / 100,
+				merchant: fmt.Sprintf("m%d", rng.IntN(5)),
+			})
+		}
+		// The store drops tiles already expired when written: write them
+		// as of base.
+		fx.clock.Set(time.UnixMilli(base))
+		fx.put(t, v, buildTiles(v, entity, evs)...)
+		// Ask at several times after the newest event: windows decay.
+		for _, ahead := range []int64{0, 1, 299_999, 300_000, 610_000, 3_600_000, 86_400_000} {
+			now := base + ahead
+			fx.clock.Set(time.UnixMilli(now))
+			res, err := fx.online.Get(context.Background(), refsOf(v), []map[string]string{user(entity)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, f := range v.Features {
+				got := res.Values[i]
+				want, newest, ok := bruteForce(f, evs, now)
+				if !ok {
+					if got.Status != core.StatusNotFound {
+						t.Fatalf("round %d +%dms %s: status %d value %+v, want NOT_FOUND", round, ahead, f.Name, got.Status, got)
+					}
+					continue
+				}
+				var gv any
+				switch got.Kind {
+				case core.KindDouble:
+					gv = got.Double
+				case core.KindString:
+					gv = got.Str
+				default:
+					t.Fatalf("round %d %s: kind %d", round, f.Name, got.Kind)
+				}
+				if w, isF := want.(float64); isF {
+					if math.Abs(gv.(float64)-w) > 1e-6*math.Max(1, math.Abs(w)) {
+						t.Fatalf("round %d +%dms %s: got %v, want %v", round, ahead, f.Name, gv, w)
+					}
+				} else if gv != want {
+					t.Fatalf("round %d +%dms %s: got %v, want %v", round, ahead, f.Name, gv, want)
+				}
+				if newest > 0 && got.EventMs != newest {
+					// Tiles carry the newest event of any feature, so the
+					// served event time may be newer, never older.
+					if got.EventMs < newest {
+						t.Fatalf("round %d %s: event time %d older than newest contributing event %d", round, f.Name, got.EventMs, newest)
+					}
+				}
+			}
+			res.Release()
+		}
+	}
+}
+
+func TestStatusAndEventTime(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	evs := []event{{ts: now - 120_000, amount: 10, merchant: "a"}, {ts: now - 60_000, amount: 30, merchant: "b"}}
+	fx.put(t, v, buildTiles(v, "u1", evs)...)
+
+	get := func() []core.Value {
+		t.Helper()
+		res, err := fx.online.Get(context.Background(), []string{"txns:count_10m", "txns:avg_24h", "txns:last_amount", "txns:first_1h"}, []map[string]string{user("u1"), user("nobody")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := append([]core.Value(nil), res.Values...)
+		res.Release()
+		return out
+	}
+	vals := get()
+	want := []core.Value{
+		{Kind: core.KindDouble, Double: 2, Status: core.StatusPresent, EventMs: now - 60_000},
+		{Kind: core.KindDouble, Double: 20, Status: core.StatusPresent, EventMs: now - 60_000},
+		{Kind: core.KindDouble, Double: 30, Status: core.StatusPresent, EventMs: now - 60_000},
+		{Kind: core.KindString, Str: "a", Status: core.StatusPresent, EventMs: now - 60_000},
+		{Status: core.StatusNotFound}, {Status: core.StatusNotFound}, {Status: core.StatusNotFound}, {Status: core.StatusNotFound},
+	}
+	for i := range want {
+		if vals[i] != want[i] {
+			t.Errorf("value %d: got %+v, want %+v", i, vals[i], want[i])
+		}
+	}
+
+	// 20 minutes on the 10m count has decayed to 0: still PRESENT, as of
+	// the newest event known for the user.
+	fx.clock.Set(time.UnixMilli(now + 20*60_000))
+	vals = get()
+	if w := (core.Value{Kind: core.KindDouble, Double: 0, Status: core.StatusPresent, EventMs: now - 60_000}); vals[0] != w {
+		t.Errorf("decayed count: got %+v, want %+v", vals[0], w)
+	}
+
+	// Past the view's max_age (1h) everything is STALE but still served.
+	fx.clock.Set(time.UnixMilli(now + 2*3_600_000))
+	vals = get()
+	for i, f := range []string{"count_10m", "avg_24h", "last_amount"} {
+		if vals[i].Status != core.StatusStale {
+			t.Errorf("%s two hours later: status %d, want STALE", f, vals[i].Status)
+		}
+	}
+	if vals[2].Double != 30 {
+		t.Errorf("stale latest value: %v, want 30", vals[2].Double)
+	}
+	// first_1h has nothing in its window: no value at all.
+	if vals[3].Status != core.StatusNotFound {
+		t.Errorf("first_1h two hours later: %+v, want NOT_FOUND", vals[3])
+	}
+}
+
+func TestCompositeJoinKeys(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), pairView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	id := tiles.EntityID([]string{"u1", "m9"})
+	fx.put(t, v, buildTiles(v, id, []event{{ts: now - 1000}, {ts: now - 2000}, {ts: now - 3000}})...)
+	res, err := fx.online.Get(context.Background(), []string{"pairs:count_1h"}, []map[string]string{
+		{"user_id": "u1", "merchant_id": "m9"},
+		{"merchant_id": "m9", "user_id": "u2"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Release()
+	if res.Values[0].Double != 3 || res.Values[0].Status != core.StatusPresent {
+		t.Errorf("u1,m9: %+v, want count 3", res.Values[0])
+	}
+	if res.Values[1].Status != core.StatusNotFound {
+		t.Errorf("u2,m9: %+v, want NOT_FOUND", res.Values[1])
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	limits := core.DefaultLimits()
+	limits.MaxRows, limits.MaxFeatures, limits.MaxValues = 3, 4, 6
+	fx := newFixture(t, limits, txnView, pairView)
+	rows := func(n int) []map[string]string {
+		out := make([]map[string]string, n)
+		for i := range out {
+			out[i] = user(fmt.Sprint(i))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		refs  []string
+		rows  []map[string]string
+		field string
+		msg   string
+	}{
+		{"no features", nil, rows(1), "features", "at least one"},
+		{"no rows", []string{"txns:count_10m"}, nil, "entities", "at least one"},
+		{"too many features", []string{"txns:count_10m", "txns:count_10m", "txns:count_10m", "txns:count_10m", "txns:count_10m"}, rows(1), "features", "limit is 4"},
+		{"too many rows", []string{"txns:count_10m"}, rows(4), "entities", "limit is 3"},
+		{"too many values", []string{"txns:count_10m", "txns:sum_1h", "txns:avg_24h"}, rows(3), "entities", "9 values, the limit is 6"},
+		{"not a ref", []string{"txns:count_10m", "count_10m"}, rows(1), "features[1]", "not of the form view:feature"},
+		{"empty feature", []string{"txns:"}, rows(1), "features[0]", "not of the form"},
+		{"unknown view", []string{"nope:count_10m"}, rows(1), "features[0]", `unknown feature view "nope"`},
+		{"unknown feature", []string{"txns:count_99m"}, rows(1), "features[0]", `feature view "txns" has no feature "count_99m"`},
+		{"missing join key", []string{"txns:count_10m"}, []map[string]string{user("a"), {"userid": "b"}}, "entities[1]", `missing join key "user_id" of feature view "txns"`},
+		{"empty join key", []string{"txns:count_10m"}, []map[string]string{user("")}, "entities[0]", `missing join key "user_id"`},
+		{"missing second join key", []string{"pairs:count_1h"}, []map[string]string{user("a")}, "entities[0]", `missing join key "merchant_id" of feature view "pairs"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := fx.online.Get(context.Background(), tc.refs, tc.rows)
+			var re *core.RequestError
+			if !errors.As(err, &re) {
+				t.Fatalf("err = %v, want a RequestError", err)
+			}
+			if re.Field != tc.field || !strings.Contains(re.Msg, tc.msg) {
+				t.Fatalf("err = %q, want field %q and a message containing %q", err, tc.field, tc.msg)
+			}
+		})
+	}
+}
+
+func TestContextEndedIsReported(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := fx.online.Get(ctx, []string{"txns:count_10m"}, []map[string]string{user("u")})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("expired deadline: err = %v, want DeadlineExceeded", err)
+	}
+}
+
+// gate holds every read until released, to fill the server with requests.
+type gate struct {
+	core.TileStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gate) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return dst, ctx.Err()
+	}
+	return g.TileStore.GetTiles(ctx, view, entity, dst)
+}
+
+func TestOverloadIsRefusedAndDeadlinesHonoured(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	g := &gate{TileStore: fx.store, entered: make(chan struct{}, 4), release: make(chan struct{})}
+	limits := core.DefaultLimits()
+	limits.MaxInFlight = 2
+	on, err := core.NewOnline(g, core.NewCatalog(fx.views), fx.clock.Now, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, rows := []string{"txns:count_10m"}, []map[string]string{user("u")}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			res, err := on.Get(context.Background(), refs, rows)
+			if err == nil {
+				res.Release()
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		select {
+		case <-g.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("two requests did not reach the store within 10s")
+		}
+	}
+	if _, err := on.Get(context.Background(), refs, rows); !errors.Is(err, core.ErrOverloaded) {
+		t.Fatalf("third concurrent request: err = %v, want ErrOverloaded", err)
+	}
+	close(g.release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("held request: %v", err)
+		}
+	}
+
+	// A read that blocks past the caller's deadline ends with it.
+	blocked := &gate{TileStore: fx.store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	on, err = core.NewOnline(blocked, core.NewCatalog(fx.views), fx.clock.Now, limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := on.Get(ctx, refs, rows); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read past the deadline: err = %v, want DeadlineExceeded", err)
+	}
+}
+
+// TestConcurrentFetchAgreesWithSerial reads 100 entities with one read per
+// goroutine and with all reads on one goroutine.
+func TestConcurrentFetchAgreesWithSerial(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	var rows []map[string]string
+	for i := range 100 {
+		id := fmt.Sprintf("u%d", i)
+		var evs []event
+		for j := range i % 7 {
+			evs = append(evs, event{ts: now - int64(j)*90_000, amount: float64(i + j)})
+		}
+		fx.put(t, v, buildTiles(v, id, evs)...)
+		rows = append(rows, user(id))
+	}
+	serial := core.DefaultLimits()
+	serial.FetchParallelism = 1
+	wide := core.DefaultLimits()
+	wide.FetchParallelism, wide.FetchChunk = 16, 1
+	var results [][]core.Value
+	for _, l := range []core.Limits{serial, wide} {
+		on, err := core.NewOnline(fx.store, core.NewCatalog(fx.views), fx.clock.Now, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := on.Get(context.Background(), refsOf(v), rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, append([]core.Value(nil), res.Values...))
+		res.Release()
+	}
+	for i := range results[0] {
+		if results[0][i] != results[1][i] {
+			t.Fatalf("value %d: serial %+v, concurrent %+v", i, results[0][i], results[1][i])
+		}
+	}
+	// Entity u8 has 8%7 = 1 event, just now.
+	if got := results[1][8*len(v.Features)]; got.Double != 1 || got.Status != core.StatusPresent {
+		t.Fatalf("u8 count_10m: %+v, want 1", got)
+	}
+}
+
+func TestExpiryOf(t *testing.T) {
+	t.Parallel()
+	v := parse(t, txnView)[0]
+	tl := &tiles.Tile{View: "txns", Entity: "u", ResolutionMs: 300_000, StartMs: 1_700_000_100_000}
+	// 5m tiles serve windows up to 1h here: readable until start + 5m + 1h.
+	if got, want := core.ExpiryOf(v, tl), tl.StartMs+300_000+3_600_000; got != want {
+		t.Errorf("5m tile: expiry %d, want %d", got, want)
+	}
+	if got := core.ExpiryOf(v, &tiles.Tile{View: "txns", Entity: "u"}); got != 0 {
+		t.Errorf("latest tile: expiry %d, want 0 (never)", got)
+	}
+	if got, want := core.ExpiryOf(nil, tl), tl.StartMs+300_000+366*86_400_000; got != want {
+		t.Errorf("unknown view: expiry %d, want %d", got, want)
+	}
+}
