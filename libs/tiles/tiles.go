@@ -143,6 +143,41 @@ type IR struct {
 	FirstMs  int64   `json:"first_ms,omitempty"`
 	Last     any     `json:"last,omitempty"`
 	LastMs   int64   `json:"last_ms,omitempty"`
+	// Distinct and Quantiles are kept only for the aggregations that need
+	// them (approx_distinct; p50, p90, p95, p99), see Observe.
+	Distinct  *Distinct  `json:"dc,omitempty"`
+	Quantiles *Quantiles `json:"q,omitempty"`
+}
+
+// Observe applies one event's value for a feature of aggregation agg: Add,
+// plus the sketch agg needs.
+func (ir *IR) Observe(agg string, v any, tsMs int64) {
+	ir.Add(v, tsMs)
+	switch {
+	case agg == featurespec.AggApproxDistinct:
+		if ir.Distinct == nil {
+			ir.Distinct = &Distinct{}
+		}
+		ir.Distinct.Add(v)
+	case featurespec.IsQuantile(agg):
+		if x, ok := Number(v); ok {
+			if ir.Quantiles == nil {
+				ir.Quantiles = &Quantiles{}
+			}
+			ir.Quantiles.Add(x)
+		}
+	}
+}
+
+// Unobserve retracts a value observed before (see Retract). Quantiles are
+// reversible; a distinct count keeps the value.
+func (ir *IR) Unobserve(agg string, v any) {
+	ir.Retract(v)
+	if ir.Quantiles != nil && featurespec.IsQuantile(agg) {
+		if x, ok := Number(v); ok {
+			ir.Quantiles.Retract(x)
+		}
+	}
 }
 
 // Add applies one event's value at tsMs.
@@ -202,6 +237,18 @@ func (ir *IR) Merge(o *IR) {
 	if o.Last != nil && (ir.Last == nil || o.LastMs >= ir.LastMs) {
 		ir.Last, ir.LastMs = o.Last, o.LastMs
 	}
+	if o.Distinct != nil {
+		if ir.Distinct == nil {
+			ir.Distinct = &Distinct{}
+		}
+		ir.Distinct.Merge(o.Distinct)
+	}
+	if o.Quantiles != nil {
+		if ir.Quantiles == nil {
+			ir.Quantiles = &Quantiles{}
+		}
+		ir.Quantiles.Merge(o.Quantiles)
+	}
 }
 
 // Value is the aggregation's result; ok is false when there is none (for
@@ -232,6 +279,18 @@ func (ir *IR) Value(agg string) (v any, ok bool) {
 		return ir.First, ir.First != nil
 	case featurespec.AggLast, featurespec.AggLatest:
 		return ir.Last, ir.Last != nil
+	case featurespec.AggApproxDistinct:
+		return ir.Distinct.Estimate(), true
+	}
+	if p, ok := featurespec.QuantileOf(agg); ok {
+		if ir.Quantiles == nil {
+			return nil, false
+		}
+		q, ok := ir.Quantiles.Quantile(p)
+		if !ok {
+			return nil, false
+		}
+		return q, true
 	}
 	return nil, false
 }

@@ -33,7 +33,7 @@ features:
 const txnView = `
 name: txns
 entity: {name: user, join_keys: [user_id]}
-source: {topic: cdc.public.transactions, format: debezium, event_time: created_at}
+source: {topic: cdc.public.transactions, format: debezium, event_time: created_at, allowed_lateness: 1m}
 features:
   - {name: n_1h, aggregation: count, window: 1h}
   - {name: amount_sum_1h, column: amount, aggregation: sum, window: 1h}

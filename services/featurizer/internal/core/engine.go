@@ -76,7 +76,7 @@ type Output struct {
 }
 
 type featPlan struct {
-	name, column string
+	name, column, agg string
 }
 
 // resGroup holds a view's features kept at one resolution.
@@ -171,7 +171,7 @@ func New(views []*featurespec.View) (*Engine, error) {
 				groups[g.resMs] = g
 				vp.groups = append(vp.groups, g)
 			}
-			g.feats = append(g.feats, featPlan{name: f.Name, column: f.Column})
+			g.feats = append(g.feats, featPlan{name: f.Name, column: f.Column, agg: f.Aggregation})
 		}
 		e.views = append(e.views, vp)
 		e.byName[v.Name] = vp
@@ -278,6 +278,9 @@ func (e *Engine) Apply(r Record) error {
 }
 
 func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src string) error {
+	if conds := vp.view.Source.Conditions; len(conds) > 0 && !featurespec.Match(conds, c.row) {
+		return nil
+	}
 	ent, err := entityOf(c.row, vp.view)
 	if err != nil {
 		return err
@@ -335,9 +338,9 @@ func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src 
 				v = c.row[f.column]
 			}
 			if c.add {
-				ir.Add(v, ts)
+				ir.Observe(f.agg, v, ts)
 			} else {
-				ir.Retract(v)
+				ir.Unobserve(f.agg, v)
 			}
 		}
 		if c.add && ts > t.MaxEventMs {

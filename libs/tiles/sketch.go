@@ -1,0 +1,331 @@
+package tiles
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+	"sort"
+	"strconv"
+)
+
+// Distinct is a mergeable approximate distinct counter: exact (a sorted set
+// of 64-bit hashes) up to SparseLimit values, then a HyperLogLog with 2^11
+// registers (standard error about 2.3%). Small sets, the common case per
+// entity and tile, cost a few bytes; a large one 2 KiB. It is not
+// reversible: a retracted value stays counted until its tile expires.
+type Distinct struct {
+	// Sparse holds the hashes while the set is small; nil once dense.
+	Sparse []uint64
+	// Regs are the HyperLogLog registers once dense.
+	Regs []uint8
+}
+
+const (
+	// SparseLimit is the largest set Distinct keeps exactly.
+	SparseLimit = 128
+	hllP        = 11
+	hllM        = 1 << hllP
+)
+
+// hash64 hashes a value's text form: FNV-1a then a murmur3 finaliser so
+// that the bits HyperLogLog reads are well mixed. It is stable across
+// processes, which maphash is not.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// DistinctKey is the text a value is counted by: strings as they are,
+// numbers in their JSON text (so 7 and "7" count once, but 7 and 7.0 may
+// not), booleans as true/false. Nil is not counted.
+func DistinctKey(v any) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		return x, true
+	case json.Number:
+		return x.String(), true
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), true
+	case bool:
+		return strconv.FormatBool(x), true
+	}
+	return fmt.Sprint(v), true
+}
+
+// Add counts one value.
+func (d *Distinct) Add(v any) {
+	k, ok := DistinctKey(v)
+	if !ok {
+		return
+	}
+	d.addHash(hash64(k))
+}
+
+func (d *Distinct) addHash(h uint64) {
+	if d.Regs == nil {
+		i, found := slices.BinarySearch(d.Sparse, h)
+		if found {
+			return
+		}
+		if len(d.Sparse) < SparseLimit {
+			d.Sparse = slices.Insert(d.Sparse, i, h)
+			return
+		}
+		d.densify()
+	}
+	idx := h >> (64 - hllP)
+	rank := uint8(bits.LeadingZeros64(h<<hllP|1<<(hllP-1)) + 1)
+	if rank > d.Regs[idx] {
+		d.Regs[idx] = rank
+	}
+}
+
+func (d *Distinct) densify() {
+	sp := d.Sparse
+	d.Sparse = nil
+	d.Regs = make([]uint8, hllM)
+	for _, h := range sp {
+		d.addHash(h)
+	}
+}
+
+// Merge folds o into d.
+func (d *Distinct) Merge(o *Distinct) {
+	if o == nil {
+		return
+	}
+	if o.Regs == nil {
+		for _, h := range o.Sparse {
+			d.addHash(h)
+		}
+		return
+	}
+	if d.Regs == nil {
+		d.densify()
+	}
+	for i, r := range o.Regs {
+		if r > d.Regs[i] {
+			d.Regs[i] = r
+		}
+	}
+}
+
+// Estimate is the number of distinct values: exact while sparse, the
+// HyperLogLog estimate with linear counting for small cardinalities after.
+func (d *Distinct) Estimate() float64 {
+	if d == nil {
+		return 0
+	}
+	if d.Regs == nil {
+		return float64(len(d.Sparse))
+	}
+	var sum float64
+	zeros := 0
+	for _, r := range d.Regs {
+		sum += math.Ldexp(1, -int(r))
+		if r == 0 {
+			zeros++
+		}
+	}
+	m := float64(hllM)
+	est := 0.7213 / (1 + 1.079/m) * m * m / sum
+	if est <= 2.5*m && zeros > 0 {
+		est = m * math.Log(m/float64(zeros))
+	}
+	return math.Round(est)
+}
+
+type distinctJSON struct {
+	Sparse []uint64 `json:"s,omitempty"`
+	Regs   string   `json:"r,omitempty"`
+}
+
+// MarshalJSON writes the sparse hashes or the registers in base64.
+func (d *Distinct) MarshalJSON() ([]byte, error) {
+	j := distinctJSON{Sparse: d.Sparse}
+	if d.Regs != nil {
+		j.Regs = base64.StdEncoding.EncodeToString(d.Regs)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote and checks it.
+func (d *Distinct) UnmarshalJSON(b []byte) error {
+	var j distinctJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*d = Distinct{}
+	if j.Regs != "" {
+		regs, err := base64.StdEncoding.DecodeString(j.Regs)
+		if err != nil {
+			return fmt.Errorf("distinct registers: %w", err)
+		}
+		if len(regs) != hllM {
+			return fmt.Errorf("distinct registers: %d, want %d", len(regs), hllM)
+		}
+		for _, r := range regs {
+			if r > 64-hllP+1 {
+				return fmt.Errorf("distinct register rank %d is out of range", r)
+			}
+		}
+		d.Regs = regs
+		return nil
+	}
+	if len(j.Sparse) > SparseLimit {
+		return fmt.Errorf("distinct: %d sparse hashes, at most %d", len(j.Sparse), SparseLimit)
+	}
+	if !sort.SliceIsSorted(j.Sparse, func(a, b int) bool { return j.Sparse[a] < j.Sparse[b] }) {
+		return errors.New("distinct: sparse hashes are not sorted")
+	}
+	d.Sparse = j.Sparse
+	return nil
+}
+
+// Quantiles is a mergeable, reversible quantile sketch with relative
+// error QuantileAccuracy (the DDSketch idea: logarithmic buckets of
+// counts). A value x > 0 falls in bucket ceil(log_gamma(x)); negatives
+// mirror it; zero has its own count. Retracting a value decrements its
+// bucket, so CDC updates and deletes correct quantiles exactly.
+type Quantiles struct {
+	Pos  map[int32]int64 `json:"p,omitempty"`
+	Neg  map[int32]int64 `json:"m,omitempty"`
+	Zero int64           `json:"z,omitempty"`
+}
+
+// QuantileAccuracy is the sketch's relative accuracy.
+const QuantileAccuracy = 0.01
+
+var (
+	qGamma    = (1 + QuantileAccuracy) / (1 - QuantileAccuracy)
+	qLogGamma = math.Log(qGamma)
+)
+
+// minQuantileMagnitude: smaller magnitudes count as zero.
+const minQuantileMagnitude = 1e-9
+
+func qIndex(x float64) int32 { return int32(math.Ceil(math.Log(x) / qLogGamma)) }
+
+func qValue(i int32) float64 { return 2 * math.Pow(qGamma, float64(i)) / (qGamma + 1) }
+
+// Add records x.
+func (q *Quantiles) Add(x float64) { q.add(x, 1) }
+
+// Retract removes one x recorded before.
+func (q *Quantiles) Retract(x float64) { q.add(x, -1) }
+
+func (q *Quantiles) add(x float64, n int64) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return
+	}
+	bump := func(m *map[int32]int64, i int32) {
+		if *m == nil {
+			*m = map[int32]int64{}
+		}
+		(*m)[i] += n
+		if (*m)[i] <= 0 {
+			delete(*m, i)
+		}
+	}
+	switch {
+	case x > minQuantileMagnitude:
+		bump(&q.Pos, qIndex(x))
+	case x < -minQuantileMagnitude:
+		bump(&q.Neg, qIndex(-x))
+	default:
+		q.Zero += n
+		if q.Zero < 0 {
+			q.Zero = 0
+		}
+	}
+}
+
+// Merge folds o into q.
+func (q *Quantiles) Merge(o *Quantiles) {
+	if o == nil {
+		return
+	}
+	for i, c := range o.Pos {
+		if q.Pos == nil {
+			q.Pos = map[int32]int64{}
+		}
+		q.Pos[i] += c
+	}
+	for i, c := range o.Neg {
+		if q.Neg == nil {
+			q.Neg = map[int32]int64{}
+		}
+		q.Neg[i] += c
+	}
+	q.Zero += o.Zero
+}
+
+// Count is the number of values held.
+func (q *Quantiles) Count() int64 {
+	if q == nil {
+		return 0
+	}
+	n := q.Zero
+	for _, c := range q.Pos {
+		n += c
+	}
+	for _, c := range q.Neg {
+		n += c
+	}
+	return n
+}
+
+// Quantile returns the value at rank p (0..1), within QuantileAccuracy
+// relative error of a value of the recorded set; ok is false when empty.
+func (q *Quantiles) Quantile(p float64) (float64, bool) {
+	n := q.Count()
+	if n == 0 || math.IsNaN(p) {
+		return 0, false
+	}
+	p = math.Min(1, math.Max(0, p))
+	rank := int64(p * float64(n-1))
+	neg := sortedKeys(q.Neg)
+	// Negatives from the most negative (largest index) up.
+	var seen int64
+	for i := len(neg) - 1; i >= 0; i-- {
+		seen += q.Neg[neg[i]]
+		if seen > rank {
+			return -qValue(neg[i]), true
+		}
+	}
+	seen += q.Zero
+	if seen > rank {
+		return 0, true
+	}
+	for _, i := range sortedKeys(q.Pos) {
+		seen += q.Pos[i]
+		if seen > rank {
+			return qValue(i), true
+		}
+	}
+	return 0, false
+}
+
+func sortedKeys(m map[int32]int64) []int32 {
+	ks := make([]int32, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
