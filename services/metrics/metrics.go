@@ -190,6 +190,14 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 	h := stream.NewHandler(s.agg, prod, []core.RowWriter{s.store}, nil, s.log)
 	s.handler.Store(h)
+	// Producer timestamps are wall-clock times; a minute of slack covers
+	// clock skew between producers and this host.
+	since := time.Now().Add(-s.cfg.LabelTTL - time.Minute)
+	np, nl, err := h.Rebuild(ctx, brokers, since)
+	if err != nil {
+		return err
+	}
+	s.log.Info("rebuilt label join", "predictions", np, "labels", nl, "since", since)
 	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: brokers, GroupID: stream.GroupID,
 		Topics:         []string{predlog.PredictionsTopic, predlog.LabelsTopic},

@@ -208,6 +208,24 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 	a.expire()
 }
 
+// Remember puts a prediction into the label join without counting it: at
+// start the join is rebuilt from the predictions of the last label TTL, so
+// labels of predictions before the committed position still find them.
+func (a *Aggregator) Remember(id string, k Key, tsMs int64, score float64, failed bool) {
+	if failed || id == "" {
+		return
+	}
+	if tsMs > a.watermark {
+		a.watermark = tsMs
+	}
+	if _, ok := a.preds[id]; ok {
+		return
+	}
+	a.preds[id] = &joined{key: k, score: score, tsMs: tsMs}
+	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
+	a.expire()
+}
+
 // AddLabel joins a label to its prediction, or keeps it until the
 // prediction arrives (within the TTL).
 func (a *Aggregator) AddLabel(id string, value float64, tsMs int64, src Source) {
@@ -237,8 +255,14 @@ func (a *Aggregator) applyLabel(j *joined, l pendingLabel) {
 	j.labeled = true
 	e := a.rows[j.key]
 	if e == nil {
-		a.stats.LateLabels++
-		return
+		if j.key.Minute < a.cut() {
+			a.stats.LateLabels++
+			return
+		}
+		// The prediction is in the join but not in a row in memory: it was
+		// remembered at start and will be redelivered (or was published
+		// before a restart and its row is older than memory).
+		e = a.row(j.key)
 	}
 	if a.counted(l.src, e) {
 		return

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -161,22 +162,25 @@ func (h *Handler) Stats() Stats {
 }
 
 // Restore reads every row on topic (from the start to the end it has now),
-// keeps the last row of each key, and returns them. A missing topic means
-// no rows.
+// keeps the last row of each key, and returns them.
 func Restore(ctx context.Context, brokers []string, topic string, log *slog.Logger) ([]core.Row, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var d kafkago.Dialer
-	parts, err := d.LookupPartitions(ctx, "tcp", brokers[0], topic)
-	if err != nil {
-		return nil, fmt.Errorf("restore: look up partitions of %s: %w", topic, err)
-	}
 	latest := map[core.Key]core.Row{}
-	for _, p := range parts {
-		if err := restorePartition(ctx, &d, brokers, topic, p.ID, latest, log); err != nil {
-			return nil, err
+	err := scan(ctx, brokers, topic, time.Time{}, func(m kafkago.Message) {
+		if len(m.Value) == 0 { // a tombstone deletes nothing we need
+			return
 		}
+		row, err := core.UnmarshalRow(m.Value)
+		if err != nil {
+			log.Warn("restore: skip undecodable row", "partition", m.Partition, "offset", m.Offset, "err", err)
+			return
+		}
+		latest[row.Key] = row
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
 	}
 	rows := make([]core.Row, 0, len(latest))
 	for _, r := range latest {
@@ -185,39 +189,88 @@ func Restore(ctx context.Context, brokers []string, topic string, log *slog.Logg
 	return rows, nil
 }
 
-func restorePartition(ctx context.Context, d *kafkago.Dialer, brokers []string, topic string, partition int, latest map[core.Key]core.Row, log *slog.Logger) error {
+// Rebuild refills the label join after a start: it remembers the
+// predictions written since `since` (without counting them: those past the
+// committed offset are redelivered and counted then), then joins the
+// labels written since then through the normal path, so a label whose
+// prediction is before the committed offset still finds it, and a label
+// already counted in a restored row is recognised by its offset.
+func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time) (preds, labels int, err error) {
+	err = scan(ctx, brokers, predlog.PredictionsTopic, since, func(m kafkago.Message) {
+		var p predlog.Prediction
+		if DecodePrediction(m.Value, &p) != nil {
+			return
+		}
+		k, _ := Convert(&p)
+		h.mu.Lock()
+		h.agg.Remember(p.PredictionID, k, p.TimeMs, p.Score, p.Error != "")
+		h.mu.Unlock()
+		preds++
+	})
+	if err != nil {
+		return preds, labels, fmt.Errorf("rebuild label join: %w", err)
+	}
+	err = scan(ctx, brokers, predlog.LabelsTopic, since, func(m kafkago.Message) {
+		if err := h.Handle(ctx, m); err == nil {
+			labels++
+		}
+	})
+	if err != nil {
+		return preds, labels, fmt.Errorf("rebuild label join: %w", err)
+	}
+	return preds, labels, nil
+}
+
+// scan calls fn for each record of topic written at or after since (all
+// when since is zero) up to the end each partition has when scan starts.
+// A topic that does not exist has nothing to scan.
+func scan(ctx context.Context, brokers []string, topic string, since time.Time, fn func(kafkago.Message)) error {
+	var d kafkago.Dialer
+	parts, err := d.LookupPartitions(ctx, "tcp", brokers[0], topic)
+	if err != nil {
+		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+			return nil
+		}
+		return fmt.Errorf("look up partitions of %s: %w", topic, err)
+	}
+	for _, p := range parts {
+		if err := scanPartition(ctx, &d, brokers, topic, p.ID, since, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scanPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, topic string, partition int, since time.Time, fn func(kafkago.Message)) error {
 	conn, err := d.DialLeader(ctx, "tcp", brokers[0], topic, partition)
 	if err != nil {
-		return fmt.Errorf("restore: dial leader of %s/%d: %w", topic, partition, err)
+		return fmt.Errorf("dial leader of %s/%d: %w", topic, partition, err)
 	}
 	first, last, err := conn.ReadOffsets()
+	if err == nil && !since.IsZero() {
+		first, err = conn.ReadOffset(since)
+	}
 	_ = conn.Close()
 	if err != nil {
-		return fmt.Errorf("restore: offsets of %s/%d: %w", topic, partition, err)
+		return fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
 	}
-	if last <= first {
+	if first < 0 || last <= first {
 		return nil
 	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20,
+		MaxWait: 100 * time.Millisecond,
 	})
 	defer func() { _ = r.Close() }()
 	if err := r.SetOffset(first); err != nil {
-		return fmt.Errorf("restore: seek %s/%d: %w", topic, partition, err)
+		return fmt.Errorf("seek %s/%d: %w", topic, partition, err)
 	}
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("restore: read %s/%d: %w", topic, partition, err)
+			return fmt.Errorf("read %s/%d: %w", topic, partition, err)
 		}
-		if len(m.Value) > 0 { // a tombstone deletes nothing we need
-			row, err := core.UnmarshalRow(m.Value)
-			if err != nil {
-				log.Warn("restore: skip undecodable row", "partition", partition, "offset", m.Offset, "err", err)
-			} else {
-				latest[row.Key] = row
-			}
-		}
+		fn(m)
 		if m.Offset >= last-1 {
 			return nil
 		}
