@@ -560,6 +560,24 @@ func (e *Engine) Snapshot() map[string]*tiles.Tile {
 	return out
 }
 
+// EntityTiles returns the live tiles of one entity of a view. They are the
+// engine's own: read them only until the next Apply or Flush.
+func (e *Engine) EntityTiles(view, entity string) []*tiles.Tile {
+	vp := e.byName[view]
+	if vp == nil {
+		return nil
+	}
+	en := e.ents[entKey{vp.idx, entity}]
+	if en == nil {
+		return nil
+	}
+	out := make([]*tiles.Tile, 0, len(en.tiles))
+	for _, st := range en.tiles {
+		out = append(out, st.t)
+	}
+	return out
+}
+
 // Entities is the number of entities held across views.
 func (e *Engine) Entities() int { return len(e.ents) }
 

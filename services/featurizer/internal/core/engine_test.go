@@ -52,14 +52,11 @@ func value(t testing.TB, e *Engine, view *featurespec.View, feature, entity stri
 	if !ok {
 		t.Fatalf("no feature %s", feature)
 	}
-	var ts []*tiles.Tile
-	for _, tl := range e.Snapshot() {
-		if tl.View == view.Name && tl.Entity == entity {
-			ts = append(ts, tl)
-		}
+	ir, _ := tiles.Window(e.EntityTiles(view.Name, entity), f, now)
+	v, ok := ir.Value(f.Aggregation)
+	if !ok {
+		return nil
 	}
-	ir, _ := tiles.Window(ts, f, now)
-	v, _ := ir.Value(f.Aggregation)
 	return v
 }
 
