@@ -1,0 +1,230 @@
+package tiles
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
+)
+
+func TestResolutionAndStart(t *testing.T) {
+	cases := []struct {
+		window time.Duration
+		want   time.Duration
+	}{
+		{0, 0}, {10 * time.Minute, 5 * time.Minute}, {11*time.Hour + 59*time.Minute, 5 * time.Minute},
+		{12 * time.Hour, time.Hour}, {7 * 24 * time.Hour, time.Hour}, {12 * 24 * time.Hour, 24 * time.Hour}, {30 * 24 * time.Hour, 24 * time.Hour},
+	}
+	for _, c := range cases {
+		if got := ResolutionFor(c.window); got != c.want {
+			t.Errorf("ResolutionFor(%s) = %s, want %s", c.window, got, c.want)
+		}
+	}
+	starts := []struct{ ts, res, want int64 }{
+		{0, 300_000, 0}, {299_999, 300_000, 0}, {300_000, 300_000, 300_000}, {-1, 300_000, -300_000}, {12345, 0, 0},
+	}
+	for _, c := range starts {
+		if got := StartOf(c.ts, time.Duration(c.res)*time.Millisecond); got != c.want {
+			t.Errorf("StartOf(%d, %dms) = %d, want %d", c.ts, c.res, got, c.want)
+		}
+	}
+}
+
+func TestRetention(t *testing.T) {
+	v := &featurespec.View{Features: []featurespec.Feature{
+		{Name: "a", Aggregation: "count", Window: featurespec.Duration(10 * time.Minute)},
+		{Name: "b", Aggregation: "count", Window: featurespec.Duration(time.Hour)},
+		{Name: "c", Aggregation: "count", Window: featurespec.Duration(7 * 24 * time.Hour)},
+		{Name: "d", Column: "x", Aggregation: "latest"},
+	}}
+	for res, want := range map[time.Duration]time.Duration{5 * time.Minute: 65 * time.Minute, time.Hour: 7*24*time.Hour + time.Hour, 0: 0} {
+		if got := Retention(v, res); got != want {
+			t.Errorf("Retention(%s) = %s, want %s", res, got, want)
+		}
+	}
+}
+
+func TestTileRoundTripAndDecodeErrors(t *testing.T) {
+	ir := &IR{}
+	ir.Observe(featurespec.AggApproxDistinct, "m1", 5)
+	ir.Observe(featurespec.AggP50, 3.5, 6)
+	tl := &Tile{View: "v", Entity: "e|x", ResolutionMs: 300_000, StartMs: 600_000, MaxEventMs: 600_001,
+		Features: map[string]*IR{"f": ir}, Offsets: map[string]int64{"t/0": 7}}
+	b, err := tl.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := got.Encode()
+	if string(b) != string(b2) {
+		t.Fatalf("round trip changed the tile:\n%s\n%s", b, b2)
+	}
+	if got.Key() != "v|e|x|300000|600000" {
+		t.Fatalf("Key() = %s", got.Key())
+	}
+	bad := []struct{ name, json, want string }{
+		{"not json", `{`, "decode tile"},
+		{"no view", `{"entity":"e"}`, "view is empty"},
+		{"no entity", `{"view":"v"}`, "entity is empty"},
+		{"misaligned", `{"view":"v","entity":"e","res_ms":300000,"start_ms":5}`, "not aligned"},
+		{"nil feature", `{"view":"v","entity":"e","features":{"f":null}}`, "feature f has no state"},
+		{"bad registers", `{"view":"v","entity":"e","features":{"f":{"n":1,"dc":{"r":"AAAA"}}}}`, "distinct registers"},
+		{"unsorted sparse", `{"view":"v","entity":"e","features":{"f":{"n":1,"dc":{"s":[5,1]}}}}`, "not sorted"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := Decode([]byte(c.json)); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Decode(%s) = %v, want an error containing %q", c.json, err, c.want)
+			}
+		})
+	}
+}
+
+func TestIRMergeEqualsSequentialAdds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	aggs := []string{"count", "sum", "avg", "min", "max", "stddev", "first", "last", "approx_distinct", "p50", "p99"}
+	for trial := 0; trial < 200; trial++ {
+		var all IR
+		parts := make([]IR, 1+rng.IntN(5))
+		for i := 0; i < rng.IntN(300); i++ {
+			v := math.Round(rng.NormFloat64()*1e4) / 100
+			ts := rng.Int64N(1e6)
+			p := &parts[rng.IntN(len(parts))]
+			all.Observe("approx_distinct", v, ts)
+			p.Observe("approx_distinct", v, ts)
+			all.Quantiles = addQ(all.Quantiles, v)
+			p.Quantiles = addQ(p.Quantiles, v)
+		}
+		var merged IR
+		for i := range parts {
+			merged.Merge(&parts[i])
+		}
+		for _, agg := range aggs {
+			w, wok := all.Value(agg)
+			g, gok := merged.Value(agg)
+			wf, _ := Number(w)
+			gf, _ := Number(g)
+			if wok != gok || math.Abs(wf-gf) > 1e-6*math.Max(1, math.Abs(wf)) {
+				t.Fatalf("trial %d %s: merged %v,%v; sequential %v,%v", trial, agg, g, gok, w, wok)
+			}
+		}
+	}
+}
+
+func addQ(q *Quantiles, x float64) *Quantiles {
+	if q == nil {
+		q = &Quantiles{}
+	}
+	q.Add(x)
+	return q
+}
+
+func TestDistinctAccuracy(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 128, 129, 1000, 20000, 200000} {
+		var d Distinct
+		for i := 0; i < n; i++ {
+			d.Add(fmt.Sprint("merchant-", i))
+			d.Add(fmt.Sprint("merchant-", i)) // duplicates do not count
+		}
+		got := d.Estimate()
+		tol := 0.0
+		if n > SparseLimit {
+			tol = 0.07 * float64(n) // 3 standard errors
+		}
+		if math.Abs(got-float64(n)) > tol {
+			t.Errorf("distinct of %d values = %v (tolerance %v)", n, got, tol)
+		}
+		b, _ := json.Marshal(&d)
+		var back Distinct
+		if err := json.Unmarshal(b, &back); err != nil || back.Estimate() != got {
+			t.Errorf("distinct of %d: JSON round trip gave %v, %v", n, back.Estimate(), err)
+		}
+	}
+}
+
+func TestQuantilesAccuracyAndRetract(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var q Quantiles
+	var xs []float64
+	for i := 0; i < 10000; i++ {
+		x := math.Exp(rng.NormFloat64()*2) * float64(1-2*rng.IntN(2))
+		if i%100 == 0 {
+			x = 0
+		}
+		xs = append(xs, x)
+		q.Add(x)
+	}
+	// Retract the first half.
+	for _, x := range xs[:5000] {
+		q.Retract(x)
+	}
+	xs = xs[5000:]
+	slices.Sort(xs)
+	for _, p := range []float64{0, 0.01, 0.25, 0.5, 0.9, 0.99, 1} {
+		want := xs[int(p*float64(len(xs)-1))]
+		got, ok := q.Quantile(p)
+		if !ok || math.Abs(got-want) > QuantileAccuracy*math.Abs(want)+1e-9 {
+			t.Errorf("p%v = %v, want %v within %v relative", p*100, got, want, QuantileAccuracy)
+		}
+	}
+	if q.Count() != 5000 {
+		t.Errorf("count after retracting half = %d, want 5000", q.Count())
+	}
+}
+
+func TestWindowSawtooth(t *testing.T) {
+	f := featurespec.Feature{Name: "n", Aggregation: "count", Window: featurespec.Duration(10 * time.Minute)}
+	mk := func(startMin int64, n int64) *Tile {
+		return &Tile{View: "v", Entity: "e", ResolutionMs: 300_000, StartMs: startMin * 60_000, MaxEventMs: startMin*60_000 + 1,
+			Features: map[string]*IR{"n": {Count: n}}}
+	}
+	ts := []*Tile{mk(0, 1), mk(5, 2), mk(10, 4), mk(15, 8), {View: "v", Entity: "e", Features: map[string]*IR{"n": {Count: 100}}}}
+	cases := []struct {
+		nowMin int64
+		want   int64
+	}{{0, 1}, {4, 1}, {12, 7}, {14, 7}, {15, 14}, {19, 14}, {20, 12}, {26, 8}, {30, 0}}
+	for _, c := range cases {
+		ir, _ := Window(ts, f, c.nowMin*60_000)
+		if ir.Count != c.want {
+			t.Errorf("count over 10m at minute %d = %d, want %d", c.nowMin, ir.Count, c.want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"view":"v","entity":"e","res_ms":300000,"start_ms":600000,"features":{"f":{"n":2,"sum":3,"dc":{"s":[1,2]},"q":{"p":{"3":2}}}}}`))
+	f.Add([]byte(`{"view":"v","entity":"e","features":{"f":{"n":1,"dc":{"r":""}}}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tl, err := Decode(b)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must be usable by readers without panicking and
+		// survive a round trip.
+		for name, ir := range tl.Features {
+			for _, agg := range featurespec.Aggregations {
+				ir.Value(agg)
+			}
+			var m IR
+			m.Merge(ir)
+			_ = name
+		}
+		out, err := tl.Encode()
+		if err != nil {
+			t.Fatalf("decoded tile does not encode: %v", err)
+		}
+		if _, err := Decode(out); err != nil {
+			t.Fatalf("re-encoded tile does not decode: %v\n%s", err, out)
+		}
+	})
+}
