@@ -51,7 +51,7 @@ func TestParseGood(t *testing.T) {
 func TestValidationErrorsNameFileLineAndField(t *testing.T) {
 	cases := []struct {
 		name, edit, with string
-		want            string // file:line: field
+		want             string // file:line: field
 	}{
 		{"bad name", "name: user_txn", "name: User-Txn", "bad.yaml:1: name"},
 		{"no join keys", "join_keys: [user_id]", "join_keys: []", "bad.yaml:4: entity.join_keys"},
