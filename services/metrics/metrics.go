@@ -19,6 +19,7 @@ import (
 	metricsv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/metrics/v1"
 	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/embedded"
 	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/modelrepo"
+	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/pinotstore"
 	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 	"github.com/tributary-ml/tributary/services/metrics/internal/grpcapi"
 	"github.com/tributary-ml/tributary/services/metrics/internal/stream"
@@ -139,7 +140,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	s.store = embedded.New()
 	switch cfg.Store {
 	case StorePinot:
-		return nil, errors.New("store: pinot is not wired yet")
+		ps, err := pinotstore.New(cfg.PinotBroker, 10*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("pinot-broker: %w", err)
+		}
+		s.reader = ps
 	default:
 		s.reader = s.store
 	}
@@ -180,15 +185,20 @@ func (s *Service) consume(ctx context.Context) error {
 		return err
 	}
 	s.agg.Restore(rows)
-	if err := s.store.Upsert(ctx, rows); err != nil {
-		return err
+	var writers []core.RowWriter
+	if s.cfg.Store == StoreEmbedded {
+		// Pinot ingests metrics.model_minute itself.
+		writers = append(writers, s.store)
+		if err := s.store.Upsert(ctx, rows); err != nil {
+			return err
+		}
 	}
 	s.log.Info("restored rows", "topic", core.Topic, "rows", len(rows))
 	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.Topic})
 	if err != nil {
 		return err
 	}
-	h := stream.NewHandler(s.agg, prod, []core.RowWriter{s.store}, nil, s.log)
+	h := stream.NewHandler(s.agg, prod, writers, nil, s.log)
 	s.handler.Store(h)
 	// Producer timestamps are wall-clock times; a minute of slack covers
 	// clock skew between producers and this host.

@@ -316,7 +316,9 @@ func (a *Aggregator) Flush() []Row {
 				offs[n] = o
 			}
 		}
-		e.state.Offsets = offs
+		if len(offs) > 0 {
+			e.state.Offsets = offs
+		}
 		out = append(out, NewRow(k, e.state.Clone(), e.info))
 	}
 	clear(a.dirty)

@@ -93,7 +93,7 @@ func (s *State) add(p *Prediction, base *Baseline) {
 	s.Scored++
 	s.ScoreSum += p.Score
 	s.Scores[scoreBin(p.Score)]++
-	if s.Defaulted == nil {
+	if s.Defaulted == nil && len(p.Features)+len(p.Defaulted) > 0 {
 		s.Defaulted = make(map[string]int64, len(p.Features))
 	}
 	for name := range p.Features {
@@ -111,13 +111,13 @@ func (s *State) add(p *Prediction, base *Baseline) {
 		s.BaselineScore = make([]int64, len(base.Score.Fractions))
 	}
 	s.BaselineScore[base.Score.Bin(p.Score)]++
-	if s.BaselineFeatures == nil {
-		s.BaselineFeatures = make(map[string][]int64, len(base.Features))
-	}
 	for name, bins := range base.Features {
 		v, ok := p.Features[name]
 		if !ok {
 			continue
+		}
+		if s.BaselineFeatures == nil {
+			s.BaselineFeatures = make(map[string][]int64, len(base.Features))
 		}
 		c := s.BaselineFeatures[name]
 		if c == nil {
