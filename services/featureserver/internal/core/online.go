@@ -199,23 +199,15 @@ func (o *Online) Get(ctx context.Context, refs []string, rows []map[string]strin
 		res.Release()
 		return nil, err
 	}
-	if err := o.fetchAll(ctx, s); err != nil {
-		res.Release()
-		return nil, err
-	}
 	nowMs := o.now().UnixMilli()
 	n := len(rows) * len(refs)
 	if cap(s.values) < n {
 		s.values = make([]Value, n)
 	}
 	s.values = s.values[:n]
-	nv := len(s.views)
-	for r := range rows {
-		out := s.values[r*len(refs) : (r+1)*len(refs)]
-		for i := range s.refs {
-			p := &s.refs[i]
-			out[i] = compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
-		}
+	if err := o.readRows(ctx, s, len(rows), nowMs); err != nil {
+		res.Release()
+		return nil, err
 	}
 	// A caller that gave up gets no answer computed after its deadline.
 	if err := ctx.Err(); err != nil {
@@ -318,26 +310,45 @@ func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, 
 	return tiles.EntityID(s.keys), nil
 }
 
-// fetchAll reads every planned (view, entity), concurrently when there are
-// enough reads to be worth it.
-func (o *Online) fetchAll(ctx context.Context, s *scratch) error {
-	n := len(s.fetches)
-	workers := min(o.limits.FetchParallelism, (n+o.limits.FetchChunk-1)/o.limits.FetchChunk)
+// readRows fetches and computes every row, spreading the rows over
+// goroutines when there are enough store reads to be worth it: reads of a
+// remote store overlap, and merging tiles of many rows uses every core.
+func (o *Online) readRows(ctx context.Context, s *scratch, rows int, nowMs int64) error {
+	nv := len(s.views)
+	perRow := max(1, nv)
+	workers := min(o.limits.FetchParallelism, rows, (rows*perRow+o.limits.FetchChunk-1)/o.limits.FetchChunk)
 	if workers <= 1 {
-		return o.fetchRange(ctx, s.fetches)
+		return o.readRange(ctx, s, 0, rows, nowMs)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	per := (n + workers - 1) / workers
+	per := (rows + workers - 1) / workers
 	for w := range workers {
-		lo, hi := w*per, min(n, (w+1)*per)
+		lo, hi := w*per, min(rows, (w+1)*per)
 		if lo >= hi {
 			break
 		}
-		wg.Go(func() { errs[w] = o.fetchRange(ctx, s.fetches[lo:hi]) })
+		wg.Go(func() { errs[w] = o.readRange(ctx, s, lo, hi, nowMs) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// readRange fetches and computes rows [lo, hi).
+func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs int64) error {
+	nv := len(s.views)
+	if err := o.fetchRange(ctx, s.fetches[lo*nv:hi*nv]); err != nil {
+		return err
+	}
+	cols := len(s.refs)
+	for r := lo; r < hi; r++ {
+		out := s.values[r*cols : (r+1)*cols]
+		for i := range s.refs {
+			p := &s.refs[i]
+			out[i] = compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
+		}
+	}
+	return nil
 }
 
 func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
