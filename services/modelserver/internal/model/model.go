@@ -26,6 +26,8 @@ func Loaders() map[string]Loader {
 	return map[string]Loader{
 		"logistic": LoadLinear(true),
 		"linear":   LoadLinear(false),
+		"xgboost":  LoadXGBoost,
+		"lightgbm": LoadLightGBM,
 		"ensemble": LoadEnsemble,
 	}
 }
