@@ -26,11 +26,13 @@ type Admin struct {
 	ready  atomic.Bool
 	mu     sync.Mutex
 	checks map[string]func() error
+	// details are shown in /readyz's body without affecting readiness.
+	details map[string]func() string
 }
 
 // NewAdmin returns an admin server that serves metrics on /metrics.
 func NewAdmin(metrics http.Handler) *Admin {
-	a := &Admin{mux: http.NewServeMux(), checks: map[string]func() error{}}
+	a := &Admin{mux: http.NewServeMux(), checks: map[string]func() error{}, details: map[string]func() string{}}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -51,6 +53,33 @@ func (a *Admin) AddCheck(name string, check func() error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.checks[name] = check
+}
+
+// AddDetail registers a line shown in /readyz's body (as "name: detail",
+// when detail returns non-empty) without affecting readiness: for example a
+// refused model artifact while the previous version keeps serving.
+func (a *Admin) AddDetail(name string, detail func() string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.details[name] = detail
+}
+
+// detailLines returns the non-empty details, sorted by name.
+func (a *Admin) detailLines() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	names := make([]string, 0, len(a.details))
+	for n := range a.details {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		if d := a.details[n](); d != "" {
+			b.WriteString(n + ": " + d + "\n")
+		}
+	}
+	return b.String()
 }
 
 // Ready reports readiness and the failing checks.
@@ -78,10 +107,10 @@ func (a *Admin) serveReady(w http.ResponseWriter, _ *http.Request) {
 	ok, failing := a.Ready()
 	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready\n" + strings.Join(failing, "\n") + "\n"))
+		_, _ = w.Write([]byte("not ready\n" + strings.Join(failing, "\n") + "\n" + a.detailLines()))
 		return
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	_, _ = w.Write([]byte("ready\n" + a.detailLines()))
 }
 
 // Serve serves the admin routes on lis until ctx ends, then shuts down.
