@@ -33,7 +33,7 @@ const Model = "fraud_lr"
 // WorkloadConfig configures the demo workload.
 type WorkloadConfig struct {
 	// PostgresDSN receives users and transactions; empty skips them (no CDC).
-	PostgresDSN string
+	PostgresDSN       string
 	Brokers           []string
 	ModelserverAddr   string
 	FeatureserverAddr string

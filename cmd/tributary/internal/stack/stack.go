@@ -31,8 +31,11 @@ type Config struct {
 	DataDir string
 	// PostgresDSN is the database ingest captures; empty runs without CDC.
 	PostgresDSN string
-	// Tables ingest captures.
-	Tables string
+	// Tables ingest captures; Slot and Publication name its replication
+	// slot and publication (defaults when empty).
+	Tables      string
+	Slot        string
+	Publication string
 	// FeaturesDir and ModelsDir are the example's feature views and model repository.
 	FeaturesDir string
 	ModelsDir   string
@@ -123,6 +126,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		in.PostgresDSN = cfg.PostgresDSN
 		if cfg.Tables != "" {
 			in.Tables = cfg.Tables
+		}
+		if cfg.Slot != "" {
+			in.Slot = cfg.Slot
+		}
+		if cfg.Publication != "" {
+			in.Publication = cfg.Publication
 		}
 		if s.Ingest, err = ingest.New(ctx, in, ingest.Deps{Log: svcLog("ingest")}); err != nil {
 			return nil, fmt.Errorf("ingest: %w", err)
