@@ -40,6 +40,7 @@ type Handler struct {
 	writers []core.RowWriter
 	onRows  func(context.Context, []core.Row)
 	log     *slog.Logger
+	dec     *decoder
 
 	invalid   int64
 	published int64
@@ -53,7 +54,7 @@ func NewHandler(agg *core.Aggregator, pub Publisher, writers []core.RowWriter, o
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{agg: agg, pub: pub, writers: writers, onRows: onRows, log: log}
+	return &Handler{agg: agg, pub: pub, writers: writers, onRows: onRows, log: log, dec: newDecoder()}
 }
 
 // Handle folds one record. Records that do not decode are counted, logged
@@ -71,12 +72,12 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 		}
 		h.agg.AddLabel(l.PredictionID, l.Value, l.TimeMs, src)
 	default:
-		var p predlog.Prediction
-		if err := DecodePrediction(m.Value, &p); err != nil {
+		p, err := h.dec.decode(m.Value)
+		if err != nil {
 			h.reject(m, "prediction", err)
 			return nil
 		}
-		k, cp := Convert(&p)
+		k, cp := Convert(p)
 		h.agg.AddPrediction(p.PredictionID, k, p.TimeMs, &cp, src)
 	}
 	return nil
@@ -95,6 +96,10 @@ func DecodePrediction(b []byte, p *predlog.Prediction) error {
 	if err := json.Unmarshal(b, p); err != nil {
 		return fmt.Errorf("decode prediction: %w", err)
 	}
+	return checkPrediction(p)
+}
+
+func checkPrediction(p *predlog.Prediction) error {
 	switch {
 	case p.Model == "":
 		return errors.New("prediction: model is empty")

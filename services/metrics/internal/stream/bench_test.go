@@ -1,0 +1,112 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/tributary-ml/tributary/libs/kafka"
+	"github.com/tributary-ml/tributary/libs/predlog"
+	"github.com/tributary-ml/tributary/services/metrics/internal/core"
+)
+
+type benchCatalog struct{ info core.ModelInfo }
+
+func (c benchCatalog) Model(string, string) core.ModelInfo { return c.info }
+
+func benchBaseline(features []string) *core.Baseline {
+	b := &core.Baseline{
+		Score:    core.Bins{Edges: []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}, Fractions: []float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}},
+		Features: map[string]core.Bins{},
+	}
+	for _, f := range features {
+		b.Features[f] = core.Bins{Edges: []float64{0, 10, 20, 50, 100, 200, 500, 1000, 5000, 10000, 1e6}, Fractions: []float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}}
+	}
+	return b
+}
+
+// benchRecords are predictions of 2 variants with 10 features over 10
+// minutes, as the modelserver logs them.
+func benchRecords(n int) ([][]byte, []string) {
+	features := make([]string, 10)
+	for i := range features {
+		features[i] = fmt.Sprintf("user_txn_amount_%dh", i)
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		p := predlog.Prediction{
+			PredictionID: fmt.Sprintf("0192f5b2-7c1e-7000-8000-%012d", i),
+			Model:        "fraud", Version: "v3", Variant: []string{"champion", "challenger"}[i%2], Role: predlog.RoleServed,
+			EntityKeys: map[string]string{"user_id": fmt.Sprintf("u%d", i%1000)},
+			Features:   map[string]float64{},
+			Score:      float64(i%1000) / 1000, LatencyMs: 0.5 + float64(i%300)/10,
+			TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+			TimeMs:  1_793_527_200_000 + int64(i)*600_000/int64(n),
+		}
+		for j, f := range features {
+			p.Features[f] = float64((i*7+j*13)%2000) * 1.5
+		}
+		if i%10 == 0 {
+			p.Defaulted = []string{features[i%10]}
+		}
+		out[i], _ = json.Marshal(p)
+	}
+	return out, features
+}
+
+// BenchmarkAggregate is the core fold alone: predictions/s per core
+// without decoding.
+func BenchmarkAggregate(b *testing.B) {
+	recs, features := benchRecords(100_000)
+	preds := make([]predlog.Prediction, len(recs))
+	for i, r := range recs {
+		if err := DecodePrediction(r, &preds[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	agg := core.NewAggregator(core.AggregatorConfig{}, benchCatalog{core.ModelInfo{Threshold: 0.5, Baseline: benchBaseline(features)}})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := &preds[i%len(preds)]
+		k, cp := Convert(p)
+		agg.AddPrediction(p.PredictionID, k, p.TimeMs, &cp, core.Source{Offset: -1})
+		if i%10_000 == 9_999 {
+			agg.Flush()
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "predictions/s")
+}
+
+type discard struct{}
+
+func (discard) Write(context.Context, ...kafka.Message) error { return nil }
+
+// BenchmarkHandle is the consumer's work per record: decode the JSON
+// prediction, fold it, and publish the changed rows every 10k records.
+func BenchmarkHandle(b *testing.B) {
+	recs, features := benchRecords(100_000)
+	agg := core.NewAggregator(core.AggregatorConfig{}, benchCatalog{core.ModelInfo{Threshold: 0.5, Baseline: benchBaseline(features)}})
+	h := NewHandler(agg, discard{}, nil, nil, nil)
+	ctx := context.Background()
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		msgs[i] = kafka.Message{Topic: predlog.PredictionsTopic, Partition: i % 4, Offset: int64(i / 4), Value: r}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := msgs[i%len(msgs)]
+		m.Offset += int64(i/len(msgs)) * int64(len(msgs))
+		if err := h.Handle(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		if i%10_000 == 9_999 {
+			if err := h.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "predictions/s")
+}
