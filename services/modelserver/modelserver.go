@@ -186,7 +186,42 @@ func (s *Service) build(ctx context.Context, deps Deps) error {
 	}
 	s.base.Admin.Handle("GET /v2/repository/index", repositoryIndex(s.repo))
 	s.base.Admin.AddCheck("models", s.modelsCheck)
+	s.base.Admin.AddDetail("models", s.modelsDetail)
+	if _, err := meter.Int64ObservableGauge("tributary_modelserver_model_load_failing",
+		metric.WithDescription("1 while a model's newest artifact or config is refused (an older version may still serve), by model"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			snap := s.repo.Snapshot()
+			for _, name := range snap.Names() {
+				v := int64(0)
+				if snap.Errors[name] != "" {
+					v = 1
+				}
+				o.Observe(v, metric.WithAttributes(attribute.String("model", name)))
+			}
+			for name := range snap.Errors {
+				if _, ok := snap.Get(name); !ok {
+					o.Observe(1, metric.WithAttributes(attribute.String("model", name)))
+				}
+			}
+			return nil
+		})); err != nil {
+		return err
+	}
 	return nil
+}
+
+// modelsDetail names the models that serve an older version because their
+// newest artifact or config was refused.
+func (s *Service) modelsDetail() string {
+	snap := s.repo.Snapshot()
+	var out []string
+	for _, name := range snap.Names() {
+		if msg := snap.Errors[name]; msg != "" {
+			m, _ := snap.Get(name)
+			out = append(out, fmt.Sprintf("%s serves version %d; refused: %s", name, m.Latest, strings.ReplaceAll(msg, "\n", "; ")))
+		}
+	}
+	return strings.Join(out, " | ")
 }
 
 // modelsCheck fails while a model of the repository has no servable version.

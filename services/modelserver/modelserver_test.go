@@ -52,10 +52,10 @@ type env struct {
 }
 
 // copyRepo copies the test model repository into a temporary directory.
-func copyRepo(t *testing.T) string {
+func copyRepo(t *testing.T, src string) string {
 	t.Helper()
 	dst := t.TempDir()
-	if err := os.CopyFS(dst, os.DirFS("internal/testdata/models")); err != nil {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
 	return dst
@@ -63,10 +63,15 @@ func copyRepo(t *testing.T) string {
 
 func start(t *testing.T, mod func(*modelserver.Config)) *env {
 	t.Helper()
+	return startRepo(t, "internal/testdata/models", mod)
+}
+
+func startRepo(t *testing.T, repo string, mod func(*modelserver.Config)) *env {
+	t.Helper()
 	e := &env{peer: featurepeer.Start(t,
 		featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
 		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}})}
-	e.dir = copyRepo(t)
+	e.dir = copyRepo(t, repo)
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr = "127.0.0.1:0"
 	cfg.Common.GRPCAddr = "127.0.0.1:0"

@@ -409,7 +409,15 @@ func stickyPoint(modelName string, keys []string, entity map[string]string) floa
 		h.Write([]byte{'='})
 		h.Write([]byte(entity[k]))
 	}
-	return float64(h.Sum64()>>11) / (1 << 53)
+	// FNV's high bits barely move when only the last bytes differ (user-1,
+	// user-2, ...); a splitmix64 finaliser spreads every input bit over all of them.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
 }
 
 // plan collects the feature refs and join keys of every model that runs.

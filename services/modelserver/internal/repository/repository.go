@@ -184,7 +184,7 @@ func (r *Repository) loadModel(ctx context.Context, name string, old *model.Entr
 			continue
 		}
 		m.Versions[v] = ver
-		if policyLatest && !required[v] {
+		if policyLatest {
 			loaded++
 		}
 	}
