@@ -27,6 +27,10 @@ type ConsumerConfig struct {
 	CommitInterval time.Duration
 	// CommitEvery flushes and commits after this many records even within the interval.
 	CommitEvery int
+	// IdleFlush flushes and commits as soon as no record arrived for this
+	// long, so a quiet stream is not held back by CommitInterval; under load
+	// records keep arriving and batches stay large.
+	IdleFlush time.Duration
 	// MaxWait bounds how long a fetch waits for new data.
 	MaxWait time.Duration
 	Log     *slog.Logger
@@ -54,6 +58,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	if cfg.CommitEvery == 0 {
 		cfg.CommitEvery = 10000
+	}
+	if cfg.IdleFlush == 0 {
+		cfg.IdleFlush = 5 * time.Millisecond
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 100 * time.Millisecond
@@ -83,9 +90,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 // Lag is the reader's lag on its current partition (kafka-go reports one figure).
 func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
 
-// Run consumes until ctx ends. Records are handed to h; every CommitInterval
-// (or CommitEvery records) h is flushed and then the offsets of the handled
-// records are committed. On exit the last handled records are flushed and
+// Run consumes until ctx ends. Records are handed to h; when no record
+// arrived for IdleFlush, every CommitInterval, or every CommitEvery records,
+// h is flushed and then the offsets of the handled records are committed. On exit the last handled records are flushed and
 // committed too. A handler error stops the consumer without committing the
 // failed record, so it is delivered again after a restart.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
@@ -111,7 +118,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		}
 	}()
 	for {
-		fctx, cancel := context.WithTimeout(ctx, c.cfg.CommitInterval)
+		wait := c.cfg.CommitInterval
+		if len(pending) > 0 {
+			wait = min(c.cfg.IdleFlush, max(0, c.cfg.CommitInterval-time.Since(lastCommit)))
+		}
+		fctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := c.r.FetchMessage(fctx)
 		cancel()
 		switch {
@@ -127,7 +138,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			scancel()
 			return err
 		case errors.Is(err, context.DeadlineExceeded):
-			// No record within the interval: fall through to commit.
+			// Idle: commit what was handled.
+			if err := commit(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+			continue
 		default:
 			c.cfg.Log.Warn("kafka fetch", "err", err)
 			if !waitBackoff(ctx, 200*time.Millisecond) {

@@ -84,7 +84,7 @@ func (g *Gen) Session(start time.Time) Session {
 		nClicks = g.r.IntN(3)
 	}
 	for range nClicks {
-		t = t.Add(time.Duration(2+g.r.IntN(20)) * time.Second)
+		t = t.Add(time.Duration(1+g.r.IntN(5)) * time.Second)
 		s.Clicks = append(s.Clicks, Click{UserID: u.ID, Page: pages[g.r.IntN(len(pages))], Time: t})
 	}
 	nTxns := 1 + g.r.IntN(2)
@@ -94,7 +94,7 @@ func (g *Gen) Session(start time.Time) Session {
 		mu, sigma = 5.2, 0.7 // around $180
 	}
 	for range nTxns {
-		t = t.Add(time.Duration(5+g.r.IntN(40)) * time.Second)
+		t = t.Add(time.Duration(2+g.r.IntN(12)) * time.Second)
 		amount := math.Round(math.Exp(mu+sigma*g.r.NormFloat64())*100) / 100
 		merchant := fmt.Sprintf("m%03d", g.r.IntN(40))
 		if fraud {
