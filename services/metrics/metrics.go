@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/predlog"
@@ -20,6 +22,7 @@ import (
 	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/embedded"
 	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/modelrepo"
 	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/pinotstore"
+	"github.com/tributary-ml/tributary/services/metrics/internal/alerts"
 	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 	"github.com/tributary-ml/tributary/services/metrics/internal/grpcapi"
 	"github.com/tributary-ml/tributary/services/metrics/internal/stream"
@@ -48,6 +51,14 @@ type Config struct {
 	LabelTTL time.Duration
 	// FlushInterval is how often changed rows are published and offsets committed.
 	FlushInterval time.Duration
+	// AlertPSI is the drift alert threshold (0 disables drift alerts).
+	AlertPSI float64
+	// AlertMinRequests is the scored predictions a minute needs for drift alerts.
+	AlertMinRequests int64
+	// AlertP99Ms is "ms" or "model=ms,...,*=ms" (empty: no latency alerts).
+	AlertP99Ms string
+	// AlertWebhook receives alerts as JSON POSTs when set.
+	AlertWebhook string
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -59,12 +70,14 @@ func DefaultConfig() Config {
 			GRPCAddr:     "127.0.0.1:9103",
 			LogLevel:     "info",
 		},
-		Store:           StoreEmbedded,
-		PinotBroker:     "http://127.0.0.1:8099",
-		PinotController: "http://127.0.0.1:9000",
-		Models:          "examples/fraud/models",
-		LabelTTL:        time.Hour,
-		FlushInterval:   time.Second,
+		Store:            StoreEmbedded,
+		PinotBroker:      "http://127.0.0.1:8099",
+		PinotController:  "http://127.0.0.1:9000",
+		Models:           "examples/fraud/models",
+		LabelTTL:         time.Hour,
+		FlushInterval:    time.Second,
+		AlertPSI:         0.25,
+		AlertMinRequests: 100,
 	}
 }
 
@@ -77,6 +90,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Models, "models", c.Models, "model repository directory (training baselines for drift)")
 	fs.DurationVar(&c.LabelTTL, "label-ttl", c.LabelTTL, "how long (event time) a prediction waits for its label")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often changed minute rows are published and offsets committed")
+	fs.Float64Var(&c.AlertPSI, "alert-psi", c.AlertPSI, "alert when a minute's score or feature PSI exceeds this (0 disables)")
+	fs.Int64Var(&c.AlertMinRequests, "alert-min-requests", c.AlertMinRequests, "scored predictions a minute needs before its drift can alert")
+	fs.StringVar(&c.AlertP99Ms, "alert-p99-ms", c.AlertP99Ms, "alert when p99 latency exceeds this: ms for all models, or model=ms,...,*=ms (empty disables)")
+	fs.StringVar(&c.AlertWebhook, "alert-webhook", c.AlertWebhook, "URL that receives each alert as a JSON POST (empty disables)")
 }
 
 // Validate names the first bad field.
@@ -102,6 +119,21 @@ func (c Config) Validate() error {
 	if c.FlushInterval <= 0 {
 		return fmt.Errorf("flush-interval: %s must be positive", c.FlushInterval)
 	}
+	if c.AlertPSI < 0 {
+		return fmt.Errorf("alert-psi: %v must not be negative", c.AlertPSI)
+	}
+	if c.AlertMinRequests < 0 {
+		return fmt.Errorf("alert-min-requests: %d must not be negative", c.AlertMinRequests)
+	}
+	if _, err := alerts.ParseP99(c.AlertP99Ms); err != nil {
+		return fmt.Errorf("alert-p99-ms: %w", err)
+	}
+	if c.AlertWebhook != "" {
+		u, err := url.Parse(c.AlertWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("alert-webhook: %q is not an http(s) URL", c.AlertWebhook)
+		}
+	}
 	return nil
 }
 
@@ -121,6 +153,7 @@ type Service struct {
 	agg     *core.Aggregator
 	store   *embedded.Store
 	reader  core.RowReader
+	alerter *alerts.Alerter
 	ready   atomic.Bool
 	handler atomic.Pointer[stream.Handler]
 }
@@ -148,6 +181,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	default:
 		s.reader = s.store
 	}
+	p99, _ := alerts.ParseP99(cfg.AlertP99Ms) // checked by Validate
+	s.alerter, err = alerts.New(alerts.Config{
+		PSI: cfg.AlertPSI, MinRequests: cfg.AlertMinRequests, P99Ms: p99, Webhook: cfg.AlertWebhook,
+	}, s.log, base.Tel.Meter, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.registerMetrics(); err != nil {
+		return nil, err
+	}
 	metricsv1.RegisterMetricsServiceServer(base.GRPC.Server, grpcapi.New(s.reader, s.catalog, deps.Now, 0))
 	base.Admin.AddCheck("restore", func() error {
 		if !s.ready.Load() {
@@ -166,7 +209,7 @@ func (s *Service) GRPCAddr() string { return s.base.GRPCAddr() }
 
 // Run runs the service until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	return s.base.Run(ctx, s.consume)
+	return s.base.Run(ctx, s.consume, s.alerter.Run)
 }
 
 // consume creates missing topics, restores the published rows, then folds
@@ -198,7 +241,7 @@ func (s *Service) consume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h := stream.NewHandler(s.agg, prod, writers, nil, s.log)
+	h := stream.NewHandler(s.agg, prod, writers, func(ctx context.Context, rows []core.Row) { s.alerter.Check(ctx, rows) }, s.log)
 	s.handler.Store(h)
 	// Producer timestamps are wall-clock times; a minute of slack covers
 	// clock skew between producers and this host.
@@ -221,6 +264,44 @@ func (s *Service) consume(ctx context.Context) error {
 	if cerr := prod.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close producer: %w", cerr))
 	}
+	return err
+}
+
+// registerMetrics exports the aggregator's counters on /metrics.
+func (s *Service) registerMetrics() error {
+	m := s.base.Tel.Meter
+	counters := map[string]struct {
+		desc string
+		get  func(stream.Stats) int64
+	}{
+		"tributary_metrics_predictions":      {"prediction records consumed", func(st stream.Stats) int64 { return st.Predictions }},
+		"tributary_metrics_labels":           {"label records consumed", func(st stream.Stats) int64 { return st.Labels }},
+		"tributary_metrics_invalid_records":  {"records skipped because they did not decode", func(st stream.Stats) int64 { return st.Invalid }},
+		"tributary_metrics_duplicates":       {"redelivered records recognised and not counted again", func(st stream.Stats) int64 { return st.Duplicates }},
+		"tributary_metrics_late_predictions": {"predictions older than the label TTL behind the newest, dropped", func(st stream.Stats) int64 { return st.LatePredictions }},
+		"tributary_metrics_expired_labels":   {"labels that never met their prediction within the label TTL", func(st stream.Stats) int64 { return st.ExpiredLabels }},
+		"tributary_metrics_rows_published":   {"minute rows published to " + core.Topic, func(st stream.Stats) int64 { return st.Published }},
+	}
+	for name, c := range counters {
+		get := c.get
+		if _, err := m.Int64ObservableCounter(name, metric.WithDescription(c.desc),
+			metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+				if h := s.handler.Load(); h != nil {
+					o.Observe(get(h.Stats()))
+				}
+				return nil
+			})); err != nil {
+			return err
+		}
+	}
+	_, err := m.Int64ObservableGauge("tributary_metrics_pending_joins",
+		metric.WithDescription("predictions and labels waiting to be joined"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if h := s.handler.Load(); h != nil {
+				o.Observe(int64(h.Stats().Pending))
+			}
+			return nil
+		}))
 	return err
 }
 

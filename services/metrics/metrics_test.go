@@ -5,10 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,15 +58,18 @@ type running struct {
 	done   chan error
 }
 
-func start(t *testing.T, brokers, repo string) *running {
+func start(t *testing.T, brokers, repo string, edits ...func(*metrics.Config)) *running {
 	t.Helper()
 	cfg := metrics.DefaultConfig()
 	cfg.Common.KafkaBrokers = brokers
 	cfg.Common.AdminAddr = "127.0.0.1:0"
 	cfg.Common.GRPCAddr = "127.0.0.1:0"
-	cfg.Common.LogLevel = "warn"
+	cfg.Common.LogLevel = "error"
 	cfg.Models = repo
 	cfg.FlushInterval = 100 * time.Millisecond
+	for _, e := range edits {
+		e(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := metrics.New(ctx, cfg, metrics.Deps{Now: func() time.Time { return base.Add(30 * time.Minute) }})
 	if err != nil {
@@ -293,12 +302,44 @@ func TestServiceAggregatesRestartsAndAnswers(t *testing.T) {
 	repo := writeRepo(t)
 	ctx := testutil.Context(t, 90*time.Second)
 
+	var hooks atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a struct{ Kind, Model string }
+		if err := json.NewDecoder(r.Body).Decode(&a); err == nil && a.Kind == "latency_p99" && a.Model == "fraud" {
+			hooks.Add(1)
+		}
+	}))
+	defer hook.Close()
+
 	preds, labels := workload(0, 600)
 	produce(t, ctx, brokers, preds, labels)
-	svc := start(t, brokers, repo)
+	svc := start(t, brokers, repo, func(c *metrics.Config) {
+		c.AlertP99Ms = "fraud=5"
+		c.AlertWebhook = hook.URL
+	})
 	client := dial(t, svc.svc.GRPCAddr())
 	resp := waitTotals(t, ctx, client, int64(len(preds)), int64(len(labels)))
 	checkMinutes(t, resp, brute(preds, labels, 0.6))
+
+	// p99 is ~10ms against a 5ms threshold: one alert per variant and minute.
+	testutil.Eventually(t, 10*time.Second, "4 latency alerts on the webhook", func() error {
+		if n := hooks.Load(); n != 4 {
+			return fmt.Errorf("%d latency alerts posted", n)
+		}
+		return nil
+	})
+	body := scrape(t, svc.svc.AdminAddr())
+	for _, want := range []string{
+		`tributary_metrics_predictions_total`, `tributary_metrics_labels_total`,
+		`tributary_metrics_alerts_total{kind="latency_p99",model="fraud"`, `tributary_metrics_rows_published_total`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, grep(body, "tributary_metrics"))
+		}
+	}
+	if !regexp.MustCompile(`tributary_metrics_predictions_total(\{[^}]*\})? 600\b`).MatchString(body) {
+		t.Errorf("/metrics does not count 600 predictions:\n%s", grep(body, "tributary_metrics_predictions"))
+	}
 
 	list, err := client.ListModels(ctx, &metricsv1.ListModelsRequest{})
 	if err != nil {
@@ -390,3 +431,27 @@ func TestConfigValidateNamesField(t *testing.T) {
 }
 
 var _ = errors.New
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
