@@ -146,16 +146,17 @@ type Deps struct {
 
 // Service is a built, not yet running, metrics.
 type Service struct {
-	base    *service.Base
-	cfg     Config
-	log     *slog.Logger
-	catalog *modelrepo.Repo
-	agg     *core.Aggregator
-	store   *embedded.Store
-	reader  core.RowReader
-	alerter *alerts.Alerter
-	ready   atomic.Bool
-	handler atomic.Pointer[stream.Handler]
+	base     *service.Base
+	cfg      Config
+	log      *slog.Logger
+	catalog  *modelrepo.Repo
+	agg      *core.Aggregator
+	store    *embedded.Store
+	reader   core.RowReader
+	alerter  *alerts.Alerter
+	ready    atomic.Bool
+	handler  atomic.Pointer[stream.Handler]
+	consumer atomic.Pointer[kafka.Consumer]
 }
 
 // New validates cfg and binds the service's listeners.
@@ -259,6 +260,7 @@ func (s *Service) consume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.consumer.Store(cons)
 	s.ready.Store(true)
 	err = cons.Run(ctx, h)
 	if cerr := prod.Close(); cerr != nil {
@@ -293,6 +295,16 @@ func (s *Service) registerMetrics() error {
 			})); err != nil {
 			return err
 		}
+	}
+	if _, err := m.Int64ObservableGauge("tributary_kafka_consumer_lag",
+		metric.WithDescription("records behind the partition's high watermark"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if c := s.consumer.Load(); c != nil {
+				o.Observe(c.Lag())
+			}
+			return nil
+		})); err != nil {
+		return err
 	}
 	_, err := m.Int64ObservableGauge("tributary_metrics_pending_joins",
 		metric.WithDescription("predictions and labels waiting to be joined"),
