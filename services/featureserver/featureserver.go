@@ -18,6 +18,7 @@ import (
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/grpcapi"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/store/embedded"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/store/scylla"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/tileconsumer"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/viewwatch"
 )
@@ -45,6 +46,12 @@ type Config struct {
 	DataDir        string
 	ScyllaHosts    string
 	ScyllaKeyspace string
+	// Scylla holds the remaining ScyllaDB settings (store=scylla).
+	ScyllaReplication string
+	ScyllaConsistency string
+	ScyllaLocalDC     string
+	ScyllaTimeout     time.Duration
+	ScyllaRetries     int
 	// ReloadInterval is how often the feature view files are checked for changes.
 	ReloadInterval time.Duration
 	// FlushInterval is the longest a consumed tile waits before it is
@@ -67,17 +74,29 @@ func DefaultConfig() Config {
 			GRPCAddr:     "127.0.0.1:9101",
 			LogLevel:     "info",
 		},
-		Features:        "examples/fraud/features",
-		Store:           StoreEmbedded,
-		DataDir:         "data/featureserver",
-		ScyllaHosts:     "127.0.0.1:9042",
-		ScyllaKeyspace:  "tributary",
-		ReloadInterval:  2 * time.Second,
-		FlushInterval:   50 * time.Millisecond,
-		TilesPartitions: 4,
-		MaxRequestBytes: grpcapi.DefaultMaxRequestBytes,
-		Limits:          core.DefaultLimits(),
+		Features:          "examples/fraud/features",
+		Store:             StoreEmbedded,
+		DataDir:           "data/featureserver",
+		ScyllaHosts:       "127.0.0.1:9042",
+		ScyllaKeyspace:    "tributary",
+		ScyllaReplication: scylla.DefaultConfig().Replication,
+		ScyllaConsistency: scylla.DefaultConfig().Consistency,
+		ScyllaTimeout:     scylla.DefaultConfig().Timeout,
+		ScyllaRetries:     scylla.DefaultConfig().Retries,
+		ReloadInterval:    2 * time.Second,
+		FlushInterval:     50 * time.Millisecond,
+		TilesPartitions:   4,
+		MaxRequestBytes:   grpcapi.DefaultMaxRequestBytes,
+		Limits:            defaultLimits(),
 	}
+}
+
+// defaultLimits leaves FetchChunk 0: the store picks it (cheap embedded
+// reads are batched per goroutine, ScyllaDB reads each get one).
+func defaultLimits() core.Limits {
+	l := core.DefaultLimits()
+	l.FetchChunk = 0
+	return l
 }
 
 // RegisterFlags adds the service's flags to fs.
@@ -88,6 +107,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded store")
 	fs.StringVar(&c.ScyllaHosts, "scylla-hosts", c.ScyllaHosts, "comma-separated ScyllaDB hosts (store=scylla)")
 	fs.StringVar(&c.ScyllaKeyspace, "scylla-keyspace", c.ScyllaKeyspace, "ScyllaDB keyspace (store=scylla)")
+	fs.StringVar(&c.ScyllaReplication, "scylla-replication", c.ScyllaReplication, "replication map of the keyspace when it is created (store=scylla)")
+	fs.StringVar(&c.ScyllaConsistency, "scylla-consistency", c.ScyllaConsistency, "consistency level of reads and writes (store=scylla)")
+	fs.StringVar(&c.ScyllaLocalDC, "scylla-local-dc", c.ScyllaLocalDC, "data center to route to first; empty: any (store=scylla)")
+	fs.DurationVar(&c.ScyllaTimeout, "scylla-timeout", c.ScyllaTimeout, "timeout of one ScyllaDB request (store=scylla)")
+	fs.IntVar(&c.ScyllaRetries, "scylla-retries", c.ScyllaRetries, "retries of a failed idempotent ScyllaDB request (store=scylla)")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often feature view files are checked for changes")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest wait before consumed tiles are written and servable")
 	fs.IntVar(&c.TilesPartitions, "tiles-partitions", c.TilesPartitions, "partitions of features.tiles when it is created")
@@ -97,7 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxValues, "max-values", c.Limits.MaxValues, "most rows × features per request")
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
-	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request")
+	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request; 0: 32 for embedded, 1 for scylla")
 }
 
 // Validate names the first bad field.
@@ -120,8 +144,40 @@ func (c Config) Validate() error {
 		return fmt.Errorf("tiles-partitions: %d, want at least 1", c.TilesPartitions)
 	case c.MaxRequestBytes < 1024:
 		return fmt.Errorf("max-request-bytes: %d, want at least 1024", c.MaxRequestBytes)
+	case c.Limits.FetchChunk < 0:
+		return fmt.Errorf("fetch-chunk: %d, want 0 or more", c.Limits.FetchChunk)
 	}
-	return c.Limits.Validate()
+	if c.Store == StoreScylla {
+		if err := c.scylla(nil, nil).Validate(); err != nil {
+			return err
+		}
+	}
+	return c.limits().Validate()
+}
+
+// limits resolves the per-store defaults.
+func (c Config) limits() core.Limits {
+	l := c.Limits
+	if l.FetchChunk == 0 {
+		l.FetchChunk = 32
+		if c.Store == StoreScylla {
+			l.FetchChunk = 1
+		}
+	}
+	return l
+}
+
+func (c Config) scylla(now func() time.Time, log *slog.Logger) scylla.Config {
+	sc := scylla.DefaultConfig()
+	sc.Hosts = config.SplitList(c.ScyllaHosts)
+	sc.Keyspace = c.ScyllaKeyspace
+	sc.Replication = c.ScyllaReplication
+	sc.Consistency = c.ScyllaConsistency
+	sc.LocalDC = c.ScyllaLocalDC
+	sc.Timeout = c.ScyllaTimeout
+	sc.Retries = c.ScyllaRetries
+	sc.Now, sc.Log = now, log
+	return sc
 }
 
 // Deps are what a caller may inject; zero values get defaults.
@@ -161,7 +217,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(cfg, now, log)
+	store, err := openStore(ctx, cfg, now, log)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +225,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
-	online, err := core.NewOnline(store, catalog, now, cfg.Limits)
+	online, err := core.NewOnline(store, catalog, now, cfg.limits())
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
@@ -182,10 +238,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	return &Service{base: base, cfg: cfg, now: now, store: store, catalog: catalog, watcher: watcher, consumer: consumer}, nil
 }
 
-func openStore(cfg Config, now func() time.Time, log *slog.Logger) (core.TileStore, error) {
+func openStore(ctx context.Context, cfg Config, now func() time.Time, log *slog.Logger) (core.TileStore, error) {
 	switch cfg.Store {
 	case StoreEmbedded:
 		return embedded.Open(cfg.DataDir, embedded.Options{Now: now, Log: log})
+	case StoreScylla:
+		return scylla.Open(ctx, cfg.scylla(now, log))
 	default:
 		return nil, fmt.Errorf("store: %q is not supported", cfg.Store)
 	}

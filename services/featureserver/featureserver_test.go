@@ -23,6 +23,7 @@ import (
 	"github.com/tributary-ml/tributary/libs/tiles"
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	"github.com/tributary-ml/tributary/services/featureserver"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/cqlserver"
 )
 
 const clicksView = `name: clicks
@@ -210,15 +211,35 @@ func check(resp *featuresv1.GetOnlineFeaturesResponse, wants [][]want) error {
 
 var present = featuresv1.FeatureStatus_FEATURE_STATUS_PRESENT
 
-// TestTilesFromKafkaAreServed is the walking skeleton end to end: tiles on
-// the embedded Kafka broker → consumer → embedded store → gRPC, then a
-// restart against an empty broker still serves them from the data dir.
+// TestTilesFromKafkaAreServed is the service end to end: tiles on the
+// embedded Kafka broker → consumer → store → gRPC, then a restart against
+// an empty broker still serves them from the store. It runs on the
+// embedded store and on the ScyllaDB adapter against the in-process CQL
+// server.
 func TestTilesFromKafkaAreServed(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		testTilesFromKafka(t, func(cfg *featureserver.Config) {})
+	})
+	t.Run("scylla", func(t *testing.T) {
+		srv, err := cqlserver.Start(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		testTilesFromKafka(t, func(cfg *featureserver.Config) {
+			cfg.Store, cfg.ScyllaHosts, cfg.ScyllaConsistency = featureserver.StoreScylla, srv.Addr(), "ONE"
+		})
+	})
+}
+
+func testTilesFromKafka(t *testing.T, withStore func(*featureserver.Config)) {
 	brokers := testutil.Kafka(t, 2)
 	featuresDir, dataDir := t.TempDir(), t.TempDir()
 	writeView(t, featuresDir, "clicks.yaml", clicksView)
 	clk := &clock{now: now}
-	fs := start(t, config(t, brokers, featuresDir, dataDir), clk)
+	cfg := config(t, brokers, featuresDir, dataDir)
+	withStore(&cfg)
+	fs := start(t, cfg, clk)
 
 	// u1 clicked 1, 4, 12 and 50 minutes ago; u2 30 minutes ago.
 	var msgs []kafka.Message
@@ -284,7 +305,8 @@ func TestTilesFromKafkaAreServed(t *testing.T) {
 
 	// Restart on a fresh, empty broker: the data dir alone serves the tiles.
 	fs.stop()
-	fs2 := start(t, config(t, testutil.Kafka(t, 1), featuresDir, dataDir), clk)
+	cfg.Common.KafkaBrokers = testutil.Kafka(t, 1)
+	fs2 := start(t, cfg, clk)
 	if err := ask(fs2)(); err != nil {
 		t.Fatalf("after restart: %v", err)
 	}
@@ -399,6 +421,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"features", func(c *featureserver.Config) { c.Features = "" }, "features:"},
 		{"max rows", func(c *featureserver.Config) { c.Limits.MaxRows = 0 }, "max-rows:"},
 		{"flush", func(c *featureserver.Config) { c.FlushInterval = 0 }, "flush-interval:"},
+		{"scylla consistency", func(c *featureserver.Config) { c.Store, c.ScyllaConsistency = "scylla", "SOME" }, "scylla-consistency:"},
+		{"scylla hosts", func(c *featureserver.Config) { c.Store, c.ScyllaHosts = "scylla", " , " }, "scylla-hosts:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,295 @@
+// Package scylla is the featureserver's production online store: tiles in
+// ScyllaDB through gocqlx on the shard-aware scylladb/gocql driver. A
+// partition holds one (view, entity); its rows are the tiles clustered by
+// resolution and start, so one single-partition read returns an entity's
+// tiles in the order the read path merges them. Tiles carry a TTL equal to
+// the time left until no window can read them. Statements are prepared
+// (the driver prepares and caches them) and routed token-aware.
+package scylla
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/scylladb/gocqlx/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
+)
+
+var _ core.TileStore = (*Store)(nil)
+
+// Config configures the ScyllaDB store.
+type Config struct {
+	Hosts    []string
+	Keyspace string
+	// Replication is the keyspace's replication map, used when the
+	// keyspace is created.
+	Replication string
+	// Consistency of reads and writes (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ...).
+	Consistency string
+	// LocalDC routes to this data center first when set.
+	LocalDC string
+	// Timeout bounds one request; ConnectTimeout a connection attempt.
+	Timeout        time.Duration
+	ConnectTimeout time.Duration
+	// Retries is how often a failed idempotent request is retried.
+	Retries int
+	// WriteConcurrency bounds the partitions written at once by a batch.
+	WriteConcurrency int
+	// NumConns is the connections per host (per shard on ScyllaDB).
+	NumConns int
+	Now      func() time.Time
+	Log      *slog.Logger
+}
+
+// DefaultConfig is a single local node.
+func DefaultConfig() Config {
+	return Config{
+		Hosts:            []string{"127.0.0.1:9042"},
+		Keyspace:         "tributary",
+		Replication:      "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+		Consistency:      "LOCAL_QUORUM",
+		Timeout:          500 * time.Millisecond,
+		ConnectTimeout:   5 * time.Second,
+		Retries:          2,
+		WriteConcurrency: 32,
+		NumConns:         2,
+	}
+}
+
+// Validate names the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Hosts) == 0:
+		return errors.New("scylla-hosts: at least one host is required")
+	case !validIdent(c.Keyspace):
+		return fmt.Errorf("scylla-keyspace: %q must be letters, digits and _", c.Keyspace)
+	case !strings.HasPrefix(strings.TrimSpace(c.Replication), "{"):
+		return fmt.Errorf("scylla-replication: %q is not a CQL map like {'class': 'NetworkTopologyStrategy', 'dc1': 3}", c.Replication)
+	case c.Timeout <= 0:
+		return fmt.Errorf("scylla-timeout: %s, want a positive duration", c.Timeout)
+	case c.ConnectTimeout <= 0:
+		return fmt.Errorf("scylla-connect-timeout: %s, want a positive duration", c.ConnectTimeout)
+	case c.Retries < 0:
+		return fmt.Errorf("scylla-retries: %d, want 0 or more", c.Retries)
+	case c.WriteConcurrency < 1:
+		return fmt.Errorf("scylla-write-concurrency: %d, want at least 1", c.WriteConcurrency)
+	case c.NumConns < 1:
+		return fmt.Errorf("scylla-num-conns: %d, want at least 1", c.NumConns)
+	}
+	if _, err := gocql.ParseConsistencyWrapper(c.Consistency); err != nil {
+		return fmt.Errorf("scylla-consistency: %q is not a consistency level such as LOCAL_QUORUM", c.Consistency)
+	}
+	return nil
+}
+
+func validIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Store is the ScyllaDB tile store.
+type Store struct {
+	cfg     Config
+	session gocqlx.Session
+	insert  string
+	sel     string
+}
+
+// Open connects, creates the keyspace and table when missing, and returns
+// the store.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	cons, _ := gocql.ParseConsistencyWrapper(cfg.Consistency)
+	cluster := gocql.NewCluster(cfg.Hosts...)
+	cluster.ProtoVersion = 4
+	cluster.Consistency = cons
+	cluster.Timeout = cfg.Timeout
+	cluster.ReadTimeout = cfg.Timeout
+	cluster.WriteTimeout = cfg.Timeout
+	cluster.ConnectTimeout = cfg.ConnectTimeout
+	cluster.NumConns = cfg.NumConns
+	cluster.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: cfg.Retries, Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
+	fallback := gocql.RoundRobinHostPolicy()
+	if cfg.LocalDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	}
+	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
+	cluster.Logger = slogger{cfg.Log}
+	session, err := gocqlx.WrapSession(cluster.CreateSession())
+	if err != nil {
+		return nil, fmt.Errorf("connect to scylla %s: %w", strings.Join(cfg.Hosts, ","), err)
+	}
+	tbl := cfg.Keyspace + ".tiles"
+	s := &Store{
+		cfg:     cfg,
+		session: session,
+		insert:  "INSERT INTO " + tbl + " (view, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
+		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view = ? AND entity = ?",
+	}
+	if err := s.createSchema(ctx); err != nil {
+		session.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) createSchema(ctx context.Context) error {
+	stmts := []string{
+		"CREATE KEYSPACE IF NOT EXISTS " + s.cfg.Keyspace + " WITH replication = " + s.cfg.Replication,
+		"CREATE TABLE IF NOT EXISTS " + s.cfg.Keyspace + ".tiles (" +
+			"view text, entity text, res_ms bigint, start_ms bigint, max_event_ms bigint, features blob, " +
+			"PRIMARY KEY ((view, entity), res_ms, start_ms)" +
+			") WITH CLUSTERING ORDER BY (res_ms ASC, start_ms ASC)",
+	}
+	for _, st := range stmts {
+		if err := s.session.ContextQuery(ctx, st, nil).ExecRelease(); err != nil {
+			return fmt.Errorf("create schema (%s): %w", strings.SplitN(st, "(", 2)[0], err)
+		}
+	}
+	return nil
+}
+
+// ttl is the seconds until expiresMs; ok is false when it has passed.
+func (s *Store) ttl(expiresMs int64) (int, bool) {
+	if expiresMs == 0 {
+		return 0, true
+	}
+	left := expiresMs - s.cfg.Now().UnixMilli()
+	if left <= 0 {
+		return 0, false
+	}
+	secs := (left + 999) / 1000
+	const maxTTL = 630_720_000 // 20 years, the most CQL accepts
+	return int(min(secs, maxTTL)), true
+}
+
+type rowArgs struct {
+	t   *tiles.Tile
+	ttl int
+	fs  []byte
+}
+
+// PutTiles implements core.TileStore: the tiles of one partition go in one
+// unlogged batch (a single-partition write), partitions in parallel.
+func (s *Store) PutTiles(ctx context.Context, batch []core.TileWrite) error {
+	type pkey struct{ view, entity string }
+	parts := map[pkey][]rowArgs{}
+	var order []pkey
+	for _, w := range batch {
+		ttl, ok := s.ttl(w.ExpiresMs)
+		if !ok {
+			continue
+		}
+		fs, err := json.Marshal(w.Tile.Features)
+		if err != nil {
+			return fmt.Errorf("encode tile %s: %w", w.Tile.Key(), err)
+		}
+		k := pkey{w.Tile.View, w.Tile.Entity}
+		if _, ok := parts[k]; !ok {
+			order = append(order, k)
+		}
+		parts[k] = append(parts[k], rowArgs{t: w.Tile, ttl: ttl, fs: fs})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.WriteConcurrency)
+	for _, k := range order {
+		rows := parts[k]
+		g.Go(func() error { return s.writePartition(gctx, rows) })
+	}
+	return g.Wait()
+}
+
+func (s *Store) writePartition(ctx context.Context, rows []rowArgs) error {
+	if len(rows) == 1 {
+		r := rows[0]
+		q := s.session.ContextQuery(ctx, s.insert, nil).Bind(r.t.View, r.t.Entity, r.t.ResolutionMs, r.t.StartMs, r.t.MaxEventMs, r.fs, r.ttl)
+		q.Idempotent(true)
+		if err := q.ExecRelease(); err != nil {
+			return fmt.Errorf("write tile %s: %w", r.t.Key(), err)
+		}
+		return nil
+	}
+	b := s.session.Session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+	// Later writes of a key in one batch would tie on timestamp; keep the last.
+	seen := map[[2]int64]int{}
+	for i, r := range rows {
+		seen[[2]int64{r.t.ResolutionMs, r.t.StartMs}] = i
+	}
+	for i, r := range rows {
+		if seen[[2]int64{r.t.ResolutionMs, r.t.StartMs}] != i {
+			continue
+		}
+		b.Query(s.insert, r.t.View, r.t.Entity, r.t.ResolutionMs, r.t.StartMs, r.t.MaxEventMs, r.fs, r.ttl)
+	}
+	if err := s.session.Session.ExecuteBatch(b); err != nil {
+		return fmt.Errorf("write %d tiles of %s %q: %w", len(rows), rows[0].t.View, rows[0].t.Entity, err)
+	}
+	return nil
+}
+
+// GetTiles implements core.TileStore.
+func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
+	q := s.session.ContextQuery(ctx, s.sel, nil).Bind(view, entity)
+	q.Idempotent(true)
+	defer q.Release()
+	it := q.Iter()
+	var resMs, startMs, maxEv int64
+	var fs []byte
+	for it.Scan(&resMs, &startMs, &maxEv, &fs) {
+		t := &tiles.Tile{View: view, Entity: entity, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
+		if err := json.Unmarshal(fs, &t.Features); err != nil {
+			_ = it.Close()
+			return dst, fmt.Errorf("decode tile %s: %w", t.Key(), err)
+		}
+		for name, ir := range t.Features {
+			if ir == nil {
+				_ = it.Close()
+				return dst, fmt.Errorf("decode tile %s: feature %s has no state", t.Key(), name)
+			}
+		}
+		dst = append(dst, t)
+	}
+	if err := it.Close(); err != nil {
+		return dst, fmt.Errorf("read tiles of %s %q: %w", view, entity, err)
+	}
+	return dst, nil
+}
+
+// Close closes the session.
+func (s *Store) Close() error {
+	s.session.Close()
+	return nil
+}
+
+// slogger sends the driver's log lines to slog at debug level.
+type slogger struct{ l *slog.Logger }
+
+func (s slogger) Print(v ...any) { s.l.Debug("gocql", "msg", fmt.Sprint(v...)) }
+func (s slogger) Printf(format string, v ...any) {
+	s.l.Debug("gocql", "msg", fmt.Sprintf(format, v...))
+}
+func (s slogger) Println(v ...any) { s.l.Debug("gocql", "msg", fmt.Sprint(v...)) }
