@@ -68,7 +68,7 @@ func pinotColumns(t *testing.T) (string, map[string]bool) {
 		t.Fatal(err)
 	}
 	var s struct {
-		SchemaName string `json:"schemaName"`
+		SchemaName string                  `json:"schemaName"`
 		Dims       []struct{ Name string } `json:"dimensionFieldSpecs"`
 		Metrics    []struct{ Name string } `json:"metricFieldSpecs"`
 		Times      []struct{ Name string } `json:"dateTimeFieldSpecs"`
