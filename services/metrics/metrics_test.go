@@ -29,6 +29,8 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	metricsv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/metrics/v1"
 	"github.com/tributary-ml/tributary/services/metrics"
+	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/pinotstore"
+	"github.com/tributary-ml/tributary/services/metrics/internal/pinottest"
 )
 
 var base = time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
@@ -455,3 +457,63 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestServiceWithPinotStore runs the service with store=pinot against the
+// broker stand-in, which ingests metrics.model_minute from Kafka as Pinot's
+// REALTIME upsert table does: predictions → rows on Kafka → "Pinot" →
+// GetModelHealth through the Pinot client.
+func TestServiceWithPinotStore(t *testing.T) {
+	brokers := testutil.Kafka(t, 2)
+	repo := writeRepo(t)
+	ctx := testutil.Context(t, 90*time.Second)
+	schema, err := pinottest.LoadSchema("../../deploy/pinot/model_minute_schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, typ := range pinotstore.AddedColumns {
+		if _, ok := schema.Columns[c]; !ok {
+			schema.Columns[c] = typ
+		}
+	}
+	broker := pinottest.Start(t, schema)
+	if err := kafka.EnsureTopics(ctx, []string{brokers}, kafka.TopicSpec{Name: "metrics.model_minute", Compacted: true}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: []string{brokers}, GroupID: "pinot-standin", Topics: []string{"metrics.model_minute"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	consumed := make(chan error, 1)
+	go func() { consumed <- cons.Run(cctx, ingester{broker}) }()
+	defer func() {
+		cancel()
+		if err := <-consumed; err != nil {
+			t.Errorf("stand-in ingestion: %v", err)
+		}
+	}()
+
+	preds, labels := workload(0, 400)
+	produce(t, ctx, brokers, preds, labels)
+	svc := start(t, brokers, repo, func(c *metrics.Config) {
+		c.Store = metrics.StorePinot
+		c.PinotBroker = broker.URL
+	})
+	client := dial(t, svc.svc.GRPCAddr())
+	resp := waitTotals(t, ctx, client, int64(len(preds)), int64(len(labels)))
+	checkMinutes(t, resp, brute(preds, labels, 0.6))
+	if q := broker.Queries(); len(q) == 0 || !strings.Contains(q[len(q)-1], "FROM model_minute WHERE model = 'fraud'") {
+		t.Fatalf("the service did not query the broker as expected: %v", q)
+	}
+	// An exception in a 200 answer is Unavailable to the caller.
+	broker.FailNext("ServerNotRespondingError")
+	_, err = health(ctx, client)
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "ServerNotRespondingError") {
+		t.Fatalf("GetModelHealth with a Pinot exception: %v, want Unavailable naming it", err)
+	}
+}
+
+type ingester struct{ b *pinottest.Broker }
+
+func (i ingester) Handle(_ context.Context, m kafka.Message) error { return i.b.Ingest(m.Value) }
+func (ingester) Flush(context.Context) error                       { return nil }

@@ -20,6 +20,14 @@ import (
 // Table is the Pinot table of the rows.
 const Table = "model_minute"
 
+// AddedColumns are the row's columns beyond DESIGN's row contract with
+// their Pinot data types; deploy/pinot's schema needs them for the adapter's
+// queries (state is the mergeable aggregate totals and restores use).
+var AddedColumns = map[string]string{
+	"score_js": "DOUBLE", "feature_js": "STRING", "precision": "DOUBLE", "recall": "DOUBLE",
+	"log_loss": "DOUBLE", "auc": "DOUBLE", "calibration_error": "DOUBLE", "state": "STRING",
+}
+
 // MaxModels bounds ListModels.
 const MaxModels = 10_000
 

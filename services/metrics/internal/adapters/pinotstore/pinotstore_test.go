@@ -32,11 +32,7 @@ func schema(t *testing.T) pinottest.Schema {
 	return s
 }
 
-// added are the columns beyond DESIGN's row contract, with their Pinot types.
-var added = map[string]string{
-	"score_js": "DOUBLE", "feature_js": "STRING", "precision": "DOUBLE", "recall": "DOUBLE",
-	"log_loss": "DOUBLE", "auc": "DOUBLE", "calibration_error": "DOUBLE", "state": "STRING",
-}
+var added = pinotstore.AddedColumns
 
 func seed(t *testing.T, rows []core.Row) (*pinottest.Broker, *pinotstore.Store) {
 	t.Helper()
