@@ -23,14 +23,16 @@ import (
 
 // env is one test's PostgreSQL objects and Kafka broker.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dsn    string
 	broker string
 	db     *pgx.Conn
 	name   string // unique prefix for tables, slot and publication
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, time.Minute)
@@ -110,7 +112,7 @@ type running struct {
 	done   chan error
 }
 
-func start(t *testing.T, cfg ingest.Config, deps ingest.Deps) *running {
+func start(t testing.TB, cfg ingest.Config, deps ingest.Deps) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if deps.BackoffMax == 0 {
@@ -129,7 +131,7 @@ func start(t *testing.T, cfg ingest.Config, deps ingest.Deps) *running {
 
 // stop cancels the service without any flush of its own: whatever Kafka did
 // not acknowledge yet is lost from this run, as in a crash.
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	if r.cancel == nil {
 		return
@@ -156,7 +158,7 @@ func (r *running) get(path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-func (r *running) waitReady(t *testing.T) {
+func (r *running) waitReady(t testing.TB) {
 	t.Helper()
 	testutil.Eventually(t, 30*time.Second, "ingest ready", func() error {
 		code, body, err := r.get("/readyz")

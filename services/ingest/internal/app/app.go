@@ -70,7 +70,7 @@ type App struct {
 
 // New builds the wiring; nothing connects until Run.
 func New(cfg Config, log *slog.Logger, meter metric.Meter) (*App, error) {
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, BatchSize: 10000})
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, BatchSize: 10000, BatchTimeout: time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
