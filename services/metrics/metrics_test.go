@@ -134,7 +134,7 @@ func workload(i0, n int) ([]predlog.Prediction, []predlog.Label) {
 		}
 		preds = append(preds, p)
 		if i%3 == 0 && p.Error == "" {
-			labels = append(labels, predlog.Label{PredictionID: p.PredictionID, Value: float64(i % 2), TimeMs: p.TimeMs + 5000})
+			labels = append(labels, predlog.Label{PredictionID: p.PredictionID, Value: float64((i / 6) % 2), TimeMs: p.TimeMs + 5000})
 		}
 	}
 	return preds, labels
@@ -175,6 +175,8 @@ func anys[T any](xs []T) []any {
 // expected is a brute-force recomputation of one variant's minute.
 type expected struct {
 	requests, errors, labeled, correct int64
+	tp, fp, fn                         int64
+	logLoss                            float64
 	scoreSum                           float64
 	latencies                          []float64
 	hist                               [10]int64
@@ -215,8 +217,23 @@ func brute(preds []predlog.Prediction, labels []predlog.Label, threshold float64
 		p := byID[l.PredictionID]
 		e := out[key(p)]
 		e.labeled++
-		if (p.Score >= threshold) == (l.Value >= 0.5) {
+		predicted, actual := p.Score >= threshold, l.Value >= 0.5
+		if predicted == actual {
 			e.correct++
+		}
+		switch {
+		case predicted && actual:
+			e.tp++
+		case predicted:
+			e.fp++
+		case actual:
+			e.fn++
+		}
+		q := math.Min(math.Max(p.Score, 1e-15), 1-1e-15)
+		if actual {
+			e.logLoss -= math.Log(q)
+		} else {
+			e.logLoss -= math.Log(1 - q)
 		}
 	}
 	return out
@@ -256,8 +273,21 @@ func checkMinutes(t *testing.T, resp *metricsv1.GetModelHealthResponse, want map
 				t.Errorf("%s: default rate of %s = %v, want %v", k, f, got, w)
 			}
 		}
-		if got, w := m.Accuracy, float64(e.correct)/float64(e.labeled); math.Abs(got-w) > 1e-12 {
-			t.Errorf("%s: accuracy %v, want %v", k, got, w)
+		for _, c := range []struct {
+			name      string
+			got, want float64
+		}{
+			{"accuracy", m.Accuracy, float64(e.correct) / float64(e.labeled)},
+			{"precision", m.Precision, float64(e.tp) / float64(e.tp+e.fp)},
+			{"recall", m.Recall, float64(e.tp) / float64(e.tp+e.fn)},
+			{"log loss", m.LogLoss, e.logLoss / float64(e.labeled)},
+		} {
+			if math.Abs(c.got-c.want) > 1e-9 {
+				t.Errorf("%s: %s %v, want %v", k, c.name, c.got, c.want)
+			}
+		}
+		if m.Auc <= 0 || m.Auc >= 1 || m.ScoreJs <= 0 || m.FeatureJs["amount"] <= 0 {
+			t.Errorf("%s: auc %v, score JS %v, feature JS %v: want values in (0, 1)", k, m.Auc, m.ScoreJs, m.FeatureJs)
 		}
 		for _, q := range []struct {
 			q   float64
@@ -273,6 +303,29 @@ func checkMinutes(t *testing.T, resp *metricsv1.GetModelHealthResponse, want map
 		if m.ScorePsi <= 0 {
 			t.Errorf("%s: score PSI %v, want > 0 (uniform scores vs a skewed baseline)", k, m.ScorePsi)
 		}
+	}
+}
+
+// checkTotal: the merged total's quantiles come from merged sketches, so
+// they are as exact as one minute's.
+func checkTotal(t *testing.T, total *metricsv1.ModelMinute, preds []predlog.Prediction) {
+	t.Helper()
+	var lat []float64
+	var errs int64
+	for _, p := range preds {
+		lat = append(lat, p.LatencyMs)
+		if p.Error != "" {
+			errs++
+		}
+	}
+	if w := quantile(lat, 0.99); math.Abs(total.LatencyP99Ms-w) > 0.011*w {
+		t.Errorf("total p99 %v, want %v within 1%%", total.LatencyP99Ms, w)
+	}
+	if total.Errors != errs || total.Version != "v1" || !total.Minute.AsTime().Equal(base) {
+		t.Errorf("total errors %d version %q minute %v, want %d v1 %v", total.Errors, total.Version, total.Minute.AsTime(), errs, base)
+	}
+	if _, ok := total.FeaturePsi["amount"]; !ok {
+		t.Errorf("total has no drift for amount though all rows are of v1: %v", total.FeaturePsi)
 	}
 }
 
@@ -322,6 +375,7 @@ func TestServiceAggregatesRestartsAndAnswers(t *testing.T) {
 	client := dial(t, svc.svc.GRPCAddr())
 	resp := waitTotals(t, ctx, client, int64(len(preds)), int64(len(labels)))
 	checkMinutes(t, resp, brute(preds, labels, 0.6))
+	checkTotal(t, resp.Total, preds)
 
 	// p99 is ~10ms against a 5ms threshold: one alert per variant and minute.
 	testutil.Eventually(t, 10*time.Second, "4 latency alerts on the webhook", func() error {

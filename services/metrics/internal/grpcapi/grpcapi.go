@@ -4,7 +4,6 @@ package grpcapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -171,6 +170,8 @@ func toProto(r core.Row) *metricsv1.ModelMinute {
 		ScoreMean: r.ScoreMean, ScoreHistogram: hist,
 		FeatureDefaultRate: r.FeatureDefaultRate, FeaturePsi: r.FeaturePSI, ScorePsi: r.ScorePSI,
 		Labeled: r.Labeled, Accuracy: r.Accuracy,
+		Precision: r.Precision, Recall: r.Recall, LogLoss: r.LogLoss, Auc: r.AUC,
+		CalibrationError: r.CalibrationError, ScoreJs: r.ScoreJS, FeatureJs: r.FeatureJS,
 	}
 }
 
@@ -191,6 +192,3 @@ func (s *Server) ListModels(ctx context.Context, req *metricsv1.ListModelsReques
 	}
 	return resp, nil
 }
-
-// String describes the server (for logs).
-func (s *Server) String() string { return fmt.Sprintf("metrics grpc (max %d rows)", s.maxRows) }

@@ -119,10 +119,23 @@ type ModelMinute struct {
 	// feature_default_rate is the share of predictions in which a feature took its default.
 	FeatureDefaultRate map[string]float64 `protobuf:"bytes,12,rep,name=feature_default_rate,json=featureDefaultRate,proto3" json:"feature_default_rate,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// feature_psi is each feature's population stability index against the training baseline.
-	FeaturePsi    map[string]float64 `protobuf:"bytes,13,rep,name=feature_psi,json=featurePsi,proto3" json:"feature_psi,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	ScorePsi      float64            `protobuf:"fixed64,14,opt,name=score_psi,json=scorePsi,proto3" json:"score_psi,omitempty"`
-	Labeled       int64              `protobuf:"varint,15,opt,name=labeled,proto3" json:"labeled,omitempty"`
-	Accuracy      float64            `protobuf:"fixed64,16,opt,name=accuracy,proto3" json:"accuracy,omitempty"`
+	FeaturePsi map[string]float64 `protobuf:"bytes,13,rep,name=feature_psi,json=featurePsi,proto3" json:"feature_psi,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	ScorePsi   float64            `protobuf:"fixed64,14,opt,name=score_psi,json=scorePsi,proto3" json:"score_psi,omitempty"`
+	Labeled    int64              `protobuf:"varint,15,opt,name=labeled,proto3" json:"labeled,omitempty"`
+	Accuracy   float64            `protobuf:"fixed64,16,opt,name=accuracy,proto3" json:"accuracy,omitempty"`
+	// precision and recall of the labeled predictions at the model's threshold.
+	Precision float64 `protobuf:"fixed64,17,opt,name=precision,proto3" json:"precision,omitempty"`
+	Recall    float64 `protobuf:"fixed64,18,opt,name=recall,proto3" json:"recall,omitempty"`
+	// log_loss is the mean binary cross-entropy of the labeled predictions.
+	LogLoss float64 `protobuf:"fixed64,19,opt,name=log_loss,json=logLoss,proto3" json:"log_loss,omitempty"`
+	// auc is the area under the ROC curve, from the score histograms by label.
+	Auc float64 `protobuf:"fixed64,20,opt,name=auc,proto3" json:"auc,omitempty"`
+	// calibration_error is the expected calibration error over ten score bins.
+	CalibrationError float64 `protobuf:"fixed64,21,opt,name=calibration_error,json=calibrationError,proto3" json:"calibration_error,omitempty"`
+	// score_js is the Jensen–Shannon divergence (base 2) of the score against the baseline.
+	ScoreJs float64 `protobuf:"fixed64,22,opt,name=score_js,json=scoreJs,proto3" json:"score_js,omitempty"`
+	// feature_js is each feature's Jensen–Shannon divergence against the baseline.
+	FeatureJs     map[string]float64 `protobuf:"bytes,23,rep,name=feature_js,json=featureJs,proto3" json:"feature_js,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -267,6 +280,55 @@ func (x *ModelMinute) GetAccuracy() float64 {
 		return x.Accuracy
 	}
 	return 0
+}
+
+func (x *ModelMinute) GetPrecision() float64 {
+	if x != nil {
+		return x.Precision
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetRecall() float64 {
+	if x != nil {
+		return x.Recall
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetLogLoss() float64 {
+	if x != nil {
+		return x.LogLoss
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetAuc() float64 {
+	if x != nil {
+		return x.Auc
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetCalibrationError() float64 {
+	if x != nil {
+		return x.CalibrationError
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetScoreJs() float64 {
+	if x != nil {
+		return x.ScoreJs
+	}
+	return 0
+}
+
+func (x *ModelMinute) GetFeatureJs() map[string]float64 {
+	if x != nil {
+		return x.FeatureJs
+	}
+	return nil
 }
 
 // GetModelHealthResponse has the minutes in time order and their sum.
@@ -493,7 +555,7 @@ const file_tributary_metrics_v1_metrics_proto_rawDesc = "" +
 	"\avariant\x18\x03 \x01(\tR\avariant\x129\n" +
 	"\n" +
 	"start_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x93\x06\n" +
+	"\bend_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xcd\b\n" +
 	"\vModelMinute\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x18\n" +
@@ -513,11 +575,22 @@ const file_tributary_metrics_v1_metrics_proto_rawDesc = "" +
 	"featurePsi\x12\x1b\n" +
 	"\tscore_psi\x18\x0e \x01(\x01R\bscorePsi\x12\x18\n" +
 	"\alabeled\x18\x0f \x01(\x03R\alabeled\x12\x1a\n" +
-	"\baccuracy\x18\x10 \x01(\x01R\baccuracy\x1aE\n" +
+	"\baccuracy\x18\x10 \x01(\x01R\baccuracy\x12\x1c\n" +
+	"\tprecision\x18\x11 \x01(\x01R\tprecision\x12\x16\n" +
+	"\x06recall\x18\x12 \x01(\x01R\x06recall\x12\x19\n" +
+	"\blog_loss\x18\x13 \x01(\x01R\alogLoss\x12\x10\n" +
+	"\x03auc\x18\x14 \x01(\x01R\x03auc\x12+\n" +
+	"\x11calibration_error\x18\x15 \x01(\x01R\x10calibrationError\x12\x19\n" +
+	"\bscore_js\x18\x16 \x01(\x01R\ascoreJs\x12O\n" +
+	"\n" +
+	"feature_js\x18\x17 \x03(\v20.tributary.metrics.v1.ModelMinute.FeatureJsEntryR\tfeatureJs\x1aE\n" +
 	"\x17FeatureDefaultRateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a=\n" +
 	"\x0fFeaturePsiEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1a<\n" +
+	"\x0eFeatureJsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x8e\x01\n" +
 	"\x16GetModelHealthResponse\x12;\n" +
@@ -550,7 +623,7 @@ func file_tributary_metrics_v1_metrics_proto_rawDescGZIP() []byte {
 	return file_tributary_metrics_v1_metrics_proto_rawDescData
 }
 
-var file_tributary_metrics_v1_metrics_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tributary_metrics_v1_metrics_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tributary_metrics_v1_metrics_proto_goTypes = []any{
 	(*GetModelHealthRequest)(nil),  // 0: tributary.metrics.v1.GetModelHealthRequest
 	(*ModelMinute)(nil),            // 1: tributary.metrics.v1.ModelMinute
@@ -560,28 +633,30 @@ var file_tributary_metrics_v1_metrics_proto_goTypes = []any{
 	(*ListModelsResponse)(nil),     // 5: tributary.metrics.v1.ListModelsResponse
 	nil,                            // 6: tributary.metrics.v1.ModelMinute.FeatureDefaultRateEntry
 	nil,                            // 7: tributary.metrics.v1.ModelMinute.FeaturePsiEntry
-	(*timestamppb.Timestamp)(nil),  // 8: google.protobuf.Timestamp
+	nil,                            // 8: tributary.metrics.v1.ModelMinute.FeatureJsEntry
+	(*timestamppb.Timestamp)(nil),  // 9: google.protobuf.Timestamp
 }
 var file_tributary_metrics_v1_metrics_proto_depIdxs = []int32{
-	8,  // 0: tributary.metrics.v1.GetModelHealthRequest.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 1: tributary.metrics.v1.GetModelHealthRequest.end_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: tributary.metrics.v1.ModelMinute.minute:type_name -> google.protobuf.Timestamp
+	9,  // 0: tributary.metrics.v1.GetModelHealthRequest.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: tributary.metrics.v1.GetModelHealthRequest.end_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: tributary.metrics.v1.ModelMinute.minute:type_name -> google.protobuf.Timestamp
 	6,  // 3: tributary.metrics.v1.ModelMinute.feature_default_rate:type_name -> tributary.metrics.v1.ModelMinute.FeatureDefaultRateEntry
 	7,  // 4: tributary.metrics.v1.ModelMinute.feature_psi:type_name -> tributary.metrics.v1.ModelMinute.FeaturePsiEntry
-	1,  // 5: tributary.metrics.v1.GetModelHealthResponse.minutes:type_name -> tributary.metrics.v1.ModelMinute
-	1,  // 6: tributary.metrics.v1.GetModelHealthResponse.total:type_name -> tributary.metrics.v1.ModelMinute
-	8,  // 7: tributary.metrics.v1.ListModelsRequest.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 8: tributary.metrics.v1.ListModelsRequest.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 9: tributary.metrics.v1.ListModelsResponse.models:type_name -> tributary.metrics.v1.ModelKey
-	0,  // 10: tributary.metrics.v1.MetricsService.GetModelHealth:input_type -> tributary.metrics.v1.GetModelHealthRequest
-	3,  // 11: tributary.metrics.v1.MetricsService.ListModels:input_type -> tributary.metrics.v1.ListModelsRequest
-	2,  // 12: tributary.metrics.v1.MetricsService.GetModelHealth:output_type -> tributary.metrics.v1.GetModelHealthResponse
-	5,  // 13: tributary.metrics.v1.MetricsService.ListModels:output_type -> tributary.metrics.v1.ListModelsResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 5: tributary.metrics.v1.ModelMinute.feature_js:type_name -> tributary.metrics.v1.ModelMinute.FeatureJsEntry
+	1,  // 6: tributary.metrics.v1.GetModelHealthResponse.minutes:type_name -> tributary.metrics.v1.ModelMinute
+	1,  // 7: tributary.metrics.v1.GetModelHealthResponse.total:type_name -> tributary.metrics.v1.ModelMinute
+	9,  // 8: tributary.metrics.v1.ListModelsRequest.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 9: tributary.metrics.v1.ListModelsRequest.end_time:type_name -> google.protobuf.Timestamp
+	4,  // 10: tributary.metrics.v1.ListModelsResponse.models:type_name -> tributary.metrics.v1.ModelKey
+	0,  // 11: tributary.metrics.v1.MetricsService.GetModelHealth:input_type -> tributary.metrics.v1.GetModelHealthRequest
+	3,  // 12: tributary.metrics.v1.MetricsService.ListModels:input_type -> tributary.metrics.v1.ListModelsRequest
+	2,  // 13: tributary.metrics.v1.MetricsService.GetModelHealth:output_type -> tributary.metrics.v1.GetModelHealthResponse
+	5,  // 14: tributary.metrics.v1.MetricsService.ListModels:output_type -> tributary.metrics.v1.ListModelsResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_tributary_metrics_v1_metrics_proto_init() }
@@ -595,7 +670,7 @@ func file_tributary_metrics_v1_metrics_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tributary_metrics_v1_metrics_proto_rawDesc), len(file_tributary_metrics_v1_metrics_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
