@@ -336,12 +336,13 @@ func FuzzParseConfig(f *testing.F) {
 }
 
 func FuzzParseXGBoost(f *testing.F) {
-	if b, err := os.ReadFile("testdata/xgb_fraud/model.json"); err == nil {
-		f.Add(b)
-	}
+	// Small seeds: the 300 KB test model makes each mutation too slow to explore.
 	f.Add([]byte(`{"learner": {"gradient_booster": {"name": "gbtree", "model": {"trees": [{"left_children": [1, -1, -1], "right_children": [2, -1, -1],
 	  "split_indices": [0, 0, 0], "split_conditions": [1, 0.5, -0.5], "default_left": [1, 0, 0]}]}}, "objective": {"name": "binary:logistic"},
 	  "learner_model_param": {"base_score": "5E-1", "num_feature": "1"}}}`))
+	f.Add([]byte(`{"learner": {"feature_names": ["amount"], "gradient_booster": {"name": "gbtree", "model": {"trees": [{"left_children": [1, -1, 3, -1, -1],
+	  "right_children": [2, -1, 4, -1, -1], "split_indices": [0, 0, 0, 0, 0], "split_conditions": [1, 0.5, 3, -0.5, 0.25], "default_left": [1, 0, 0, 0, 0],
+	  "split_type": [0, 0, 0, 0, 0]}]}}, "objective": {"name": "reg:squarederror"}, "learner_model_param": {"base_score": "[1E0]", "num_feature": "1"}}}`))
 	cfg := &Config{Name: "x", Inputs: []Input{{Name: "txn_count_10m"}, {Name: "txn_sum_1h"}, {Name: "country_us"}, {Name: "amount"}}}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseXGBoost(data, cfg)
