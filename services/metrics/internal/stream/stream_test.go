@@ -84,7 +84,7 @@ func TestCrashBeforeCommitRestoresSameRows(t *testing.T) {
 	var order []kafkago.Message
 	for i := range ps {
 		order = append(order, ps[i])
-		if i%3 == 2 && len(ls) > 0 && i > 150 { // labels trail their predictions
+		if i%3 == 2 && len(ls) > 0 && i > 700 { // labels trail their predictions by ~700
 			order = append(order, ls[0])
 			ls = ls[1:]
 		}
