@@ -66,6 +66,19 @@ func Start(log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
+// SetClock replaces the clock TTLs are counted with.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+func (s *Server) clock() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now()
+}
+
 // Addr is host:port of the server.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
@@ -791,7 +804,7 @@ func (s *Server) insert(t *table, st *statement, vals []*primitive.Value) messag
 			return &message.Invalid{ErrorMessage: fmt.Sprintf("a TTL must be greater or equal to 0, but was %d", ttl)}
 		}
 		if ttl > 0 {
-			r.expires = s.now().Add(time.Duration(ttl) * time.Second)
+			r.expires = s.clock().Add(time.Duration(ttl) * time.Second)
 		}
 	}
 	s.mu.Lock()
@@ -822,7 +835,7 @@ func (s *Server) selectRows(t *table, st *statement, o *message.QueryOptions) me
 		}
 		want[t.colIdx[w.col]] = v
 	}
-	now := s.now()
+	now := s.clock()
 	var data message.RowSet
 	s.mu.Lock()
 	if p := t.partitions[t.partitionKey(want)]; p != nil {

@@ -174,3 +174,46 @@ func BenchmarkGetTiles(b *testing.B) {
 		dst, _ = s.GetTiles(context.Background(), "v", "u", dst[:0])
 	}
 }
+
+// FuzzOpen replays arbitrary log files: Open either refuses them with an
+// error or yields a store that reads and writes.
+func FuzzOpen(f *testing.F) {
+	seedDir := f.TempDir()
+	s, err := embedded.Open(seedDir, embedded.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := s.PutTiles(context.Background(), []core.TileWrite{{Tile: storetest.Tile("v", "u", 0, 0, 1)}, core.TileWrite{Tile: storetest.Tile("v", "u", 300_000, 1_700_000_100_000, 2)}}); err != nil {
+		f.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		f.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(seedDir, embedded.LogName))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)-3])
+	f.Add([]byte{0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, embedded.LogName), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s, err := embedded.Open(dir, embedded.Options{})
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		tl := storetest.Tile("fuzz", "e", 0, 0, 3)
+		if err := s.PutTiles(context.Background(), []core.TileWrite{{Tile: tl}}); err != nil {
+			t.Fatalf("put after open: %v", err)
+		}
+		got, err := s.GetTiles(context.Background(), "fuzz", "e", nil)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("get after put: %v %v", got, err)
+		}
+	})
+}
