@@ -155,4 +155,3 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
-
