@@ -102,6 +102,7 @@ func (e *env) config(tables ...string) ingest.Config {
 	cfg.Publication = e.name
 	cfg.StateTopic = "state." + e.name
 	cfg.StatusInterval = 100 * time.Millisecond
+	cfg.Mask = ""
 	return cfg
 }
 
@@ -207,7 +208,7 @@ func readTopic(ctx context.Context, broker, topic string) ([]event, error) {
 			n++
 			off = m.Offset + 1
 			ev := event{Raw: m, Offset: m.Offset}
-			if len(m.Key) > 0 {
+			if len(m.Key) > 0 && m.Key[0] == '{' {
 				if err := json.Unmarshal(m.Key, &ev.Key); err != nil {
 					return nil, fmt.Errorf("key at %d: %w: %s", m.Offset, err, m.Key)
 				}
