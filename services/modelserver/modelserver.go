@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -124,6 +125,12 @@ type Service struct {
 func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// Checked before any listener is bound, so a wrong path leaves nothing open.
+	if st, err := os.Stat(cfg.Models); err != nil {
+		return nil, fmt.Errorf("models: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("models: %s is not a directory", cfg.Models)
 	}
 	base, err := service.New(ctx, Name, cfg.Common, true, deps.Log)
 	if err != nil {
@@ -263,6 +270,11 @@ func (s *Service) close() error {
 	if s.producer != nil {
 		if err := s.producer.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close prediction log producer: %w", err))
+		}
+	}
+	if s.repo != nil {
+		if err := s.repo.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close model repository: %w", err))
 		}
 	}
 	if s.features != nil {

@@ -52,7 +52,7 @@ type env struct {
 }
 
 // copyRepo copies the test model repository into a temporary directory.
-func copyRepo(t *testing.T, src string) string {
+func copyRepo(t testing.TB, src string) string {
 	t.Helper()
 	dst := t.TempDir()
 	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
@@ -61,12 +61,12 @@ func copyRepo(t *testing.T, src string) string {
 	return dst
 }
 
-func start(t *testing.T, mod func(*modelserver.Config)) *env {
+func start(t testing.TB, mod func(*modelserver.Config)) *env {
 	t.Helper()
 	return startRepo(t, "internal/testdata/models", mod)
 }
 
-func startRepo(t *testing.T, repo string, mod func(*modelserver.Config)) *env {
+func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
 	t.Helper()
 	e := &env{peer: featurepeer.Start(t,
 		featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},

@@ -74,6 +74,14 @@ func Load(cfg *model.Config, _ string) (model.Scorer, error) {
 	return s, nil
 }
 
+// Close closes the gRPC connection.
+func (s *Scorer) Close() error {
+	if s.conn != nil {
+		return s.conn.Close()
+	}
+	return nil
+}
+
 // Score implements model.Scorer.
 func (s *Scorer) Score(ctx context.Context, x []float64, width int, out []float64) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.cfg.Timeout))

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -127,7 +128,46 @@ func (r *Repository) Reload(ctx context.Context) error {
 	}
 	r.checkReferences(next)
 	r.cur.Store(next)
+	r.retire(old, next)
 	return nil
+}
+
+// RetireGrace is how long an unloaded version's resources (a remote
+// backend's connection) stay open for requests that still use it.
+const RetireGrace = 30 * time.Second
+
+// retire closes, after RetireGrace, the versions of old that next no longer serves.
+func (r *Repository) retire(old, next *model.Set) {
+	keep := map[*model.Version]bool{}
+	for _, m := range next.Models {
+		for _, v := range m.Versions {
+			keep[v] = true
+		}
+	}
+	for _, m := range old.Models {
+		for _, v := range m.Versions {
+			if c, ok := v.Scorer.(io.Closer); ok && !keep[v] {
+				time.AfterFunc(RetireGrace, func() { _ = c.Close() })
+			}
+		}
+	}
+}
+
+// Close releases every served version's resources; the repository must not be used afterwards.
+func (r *Repository) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, m := range r.cur.Load().Models {
+		for _, v := range m.Versions {
+			if c, ok := v.Scorer.(io.Closer); ok {
+				if err := c.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("close %s version %d: %w", m.Name, v.Number, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // loadModel builds the model entry for name, reusing old versions whose
