@@ -70,7 +70,8 @@ func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
 	t.Helper()
 	e := &env{peer: featurepeer.Start(t,
 		featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
-		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}})}
+		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}},
+		featurepeer.View{Name: "user_clicks", JoinKeys: []string{"user_id"}})}
 	e.dir = copyRepo(t, repo)
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr = "127.0.0.1:0"
