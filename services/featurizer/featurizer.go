@@ -159,19 +159,7 @@ func (s *Service) stream(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	n, err := kafkaio.ReadAll(ctx, brokers, tiles.Topic, func(key, value []byte) error {
-		if value == nil {
-			s.eng.RestoreTombstone(string(key))
-			return nil
-		}
-		t, err := tiles.Decode(value)
-		if err != nil {
-			log.Warn("skip undecodable tile", "key", string(key), "err", err)
-			return nil
-		}
-		s.eng.Restore(t)
-		return nil
-	})
+	n, err := kafkaio.Restore(ctx, brokers, tiles.Topic, s.eng, log)
 	if err != nil {
 		return fmt.Errorf("restore tiles: %w", err)
 	}

@@ -139,7 +139,8 @@ func produce(t *testing.T, broker, topic string, recs ...map[string]any) {
 func readTiles(t *testing.T, broker string) map[string]*tiles.Tile {
 	t.Helper()
 	out := map[string]*tiles.Tile{}
-	_, err := kafkaio.ReadAll(testutil.Context(t, 30*time.Second), []string{broker}, tiles.Topic, func(k, v []byte) error {
+	_, err := kafkaio.ReadAll(testutil.Context(t, 30*time.Second), []string{broker}, tiles.Topic, func(m kafka.Message) error {
+		k, v := m.Key, m.Value
 		if v == nil {
 			delete(out, string(k))
 			return nil

@@ -134,6 +134,10 @@ type Engine struct {
 	seq     uint64
 	dedupe  *cdc.Deduper
 	srcs    map[srcKey]string
+	// replayTo is, per source partition, the highest offset any restored
+	// tile holds. Records up to it are replays of records handled before a
+	// restart; see applyChange.
+	replayTo map[string]int64
 
 	// C are the engine's counters.
 	C Counters
@@ -150,11 +154,12 @@ func New(views []*featurespec.View) (*Engine, error) {
 		return nil, errors.New("featurizer core: no feature views")
 	}
 	e := &Engine{
-		byName:  map[string]*viewPlan{},
-		byTopic: map[string][]*viewPlan{},
-		ents:    map[entKey]*entity{},
-		dedupe:  cdc.NewDeduper(),
-		srcs:    map[srcKey]string{},
+		byName:   map[string]*viewPlan{},
+		byTopic:  map[string][]*viewPlan{},
+		ents:     map[entKey]*entity{},
+		dedupe:   cdc.NewDeduper(),
+		srcs:     map[srcKey]string{},
+		replayTo: map[string]int64{},
 	}
 	for i, v := range views {
 		if _, dup := e.byName[v.Name]; dup {
@@ -293,7 +298,17 @@ func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src 
 	}
 	key := entKey{vp.idx, ent}
 	en := e.ents[key]
-	late := en != nil && ts < en.wm-vp.latenessMs
+	// A replayed record is judged against a watermark restored from tiles
+	// that may already hold records after it (a flush cut short by a
+	// crash): it was on time when first handled, as far as we can tell, so
+	// it is not judged late again. Tiles that already hold it skip it by
+	// offset. (A record that was really late and falls in the replay range
+	// is applied where the first run dropped it: the one inexactness.)
+	replay := false
+	if last, ok := e.replayTo[src]; ok && r.Offset <= last {
+		replay = true
+	}
+	late := !replay && en != nil && ts < en.wm-vp.latenessMs
 	if c.add && late && !update {
 		e.C.Late.Add(1)
 		return nil
@@ -480,6 +495,11 @@ func (e *Engine) Restore(t *tiles.Tile) {
 	t.Features = feats
 	if t.Offsets == nil {
 		t.Offsets = map[string]int64{}
+	}
+	for src, off := range t.Offsets {
+		if last, ok := e.replayTo[src]; !ok || off > last {
+			e.replayTo[src] = off
+		}
 	}
 	key := entKey{vp.idx, t.Entity}
 	en := e.ents[key]

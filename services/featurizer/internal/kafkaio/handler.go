@@ -30,6 +30,11 @@ type Handler struct {
 	// WithEngine (tests, restore).
 	engMu sync.Mutex
 
+	// unsent holds the outputs of a flush whose write failed: the engine
+	// handed them over already, so they are written first next time
+	// (otherwise a retried flush would commit offsets of lost tiles).
+	unsent []core.Output
+
 	lagMu sync.Mutex
 	lag   map[PartitionKey]int64
 }
@@ -86,7 +91,15 @@ func (h *Handler) Flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return Emit(ctx, h.out, outs)
+	if len(h.unsent) > 0 {
+		outs = append(h.unsent, outs...)
+	}
+	if err := Emit(ctx, h.out, outs); err != nil {
+		h.unsent = outs
+		return err
+	}
+	h.unsent = nil
+	return nil
 }
 
 // Emit writes core outputs as features.tiles records.

@@ -8,18 +8,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
 // ReadAll reads every partition of topic from its first offset up to the
 // high watermark found when it starts, calling fn for each record in
-// partition order (a nil value is a tombstone). It is how a starting
+// partition order (a nil value is a tombstone); partitions are read one
+// after another. It is how a starting
 // featurizer restores the state it emitted before.
-func ReadAll(ctx context.Context, brokers []string, topic string, fn func(key, value []byte) error) (int, error) {
+func ReadAll(ctx context.Context, brokers []string, topic string, fn func(m kafkago.Message) error) (int, error) {
 	if len(brokers) == 0 {
 		return 0, errors.New("read tiles: no brokers")
 	}
@@ -44,7 +49,7 @@ func ReadAll(ctx context.Context, brokers []string, topic string, fn func(key, v
 	return total, nil
 }
 
-func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, fn func(key, value []byte) error) (int, error) {
+func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, fn func(m kafkago.Message) error) (int, error) {
 	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
 	lc, err := d.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
 	if err != nil {
@@ -76,7 +81,7 @@ func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p k
 		if err != nil {
 			return n, fmt.Errorf("read at offset %d of %d: %w", r.Offset(), last, err)
 		}
-		if err := fn(m.Key, m.Value); err != nil {
+		if err := fn(m); err != nil {
 			return n, err
 		}
 		n++
@@ -84,4 +89,25 @@ func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p k
 			return n, nil
 		}
 	}
+}
+
+// Restore loads eng with the tiles on topic (the compacted features.tiles):
+// the last state of every key, minus the keys a tombstone deleted. Tiles
+// that do not decode are logged and skipped.
+func Restore(ctx context.Context, brokers []string, topic string, eng *core.Engine, log *slog.Logger) (int, error) {
+	return ReadAll(ctx, brokers, topic, func(m kafkago.Message) error {
+		if m.Value == nil {
+			eng.RestoreTombstone(string(m.Key))
+			return nil
+		}
+		t, err := tiles.Decode(m.Value)
+		if err != nil {
+			if log != nil {
+				log.Warn("skip undecodable tile", "key", string(m.Key), "err", err)
+			}
+			return nil
+		}
+		eng.Restore(t)
+		return nil
+	})
 }
