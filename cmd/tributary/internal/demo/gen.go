@@ -105,6 +105,15 @@ func (g *Gen) Session(start time.Time) Session {
 	return s
 }
 
-// Float draws a uniform float in [0, 1), for callers that need more randomness
-// from the same seeded stream.
-func (g *Gen) Float() float64 { return g.r.Float64() }
+// Gap draws the time until the next session starts, for sessions arriving
+// at rate per second on average.
+func (g *Gen) Gap(rate float64) time.Duration {
+	return time.Duration(g.r.Float64() * 2 * float64(time.Second) / rate)
+}
+
+// Demo traffic: the live workload and the training set share it, so the
+// model is trained on the distributions it serves.
+const (
+	DefaultUsers             = 500
+	DefaultSessionsPerSecond = 10
+)

@@ -90,10 +90,10 @@ type Workload struct {
 // NewWorkload builds a workload.
 func NewWorkload(cfg WorkloadConfig) *Workload {
 	if cfg.SessionsPerSecond == 0 {
-		cfg.SessionsPerSecond = 5
+		cfg.SessionsPerSecond = DefaultSessionsPerSecond
 	}
 	if cfg.Users == 0 {
-		cfg.Users = 500
+		cfg.Users = DefaultUsers
 	}
 	if cfg.LabelDelay == 0 {
 		cfg.LabelDelay = 30 * time.Second
@@ -169,8 +169,7 @@ func (w *Workload) Run(ctx context.Context) error {
 				for i := range s.Txns {
 					heap.Push(&q, due{at: s.Txns[i].Time, txn: &s.Txns[i]})
 				}
-				gap := time.Duration(w.gen.Float() * 2 * float64(time.Second) / w.cfg.SessionsPerSecond)
-				nextSession = nextSession.Add(gap)
+				nextSession = nextSession.Add(w.gen.Gap(w.cfg.SessionsPerSecond))
 			}
 			var msgs []kafka.Message
 			for q.Len() > 0 && !q[0].at.After(now) {

@@ -29,6 +29,8 @@ type Options struct {
 	Seed     uint64
 	Users    int
 	Sessions int
+	// SessionsPerSecond is the arrival rate, as in the live demo workload.
+	SessionsPerSecond float64
 	// Start is when the simulated history begins.
 	Start time.Time
 	// Epochs of full-batch gradient descent.
@@ -37,7 +39,8 @@ type Options struct {
 
 // DefaultOptions are what the committed example model was trained with.
 func DefaultOptions() Options {
-	return Options{Seed: 42, Users: 1500, Sessions: 30000, Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Epochs: 400}
+	return Options{Seed: 42, Users: demo.DefaultUsers, SessionsPerSecond: demo.DefaultSessionsPerSecond, Sessions: 36000,
+		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Epochs: 400}
 }
 
 // input is one model input: a feature from the featureserver or the request.
@@ -118,7 +121,7 @@ func dataset(opt Options, feats map[string]featurespec.Feature) ([][]float64, []
 	var events []event
 	t := opt.Start
 	for range opt.Sessions {
-		t = t.Add(time.Duration(g.Float() * float64(12*time.Second)))
+		t = t.Add(g.Gap(opt.SessionsPerSecond))
 		s := g.Session(t)
 		for i := range s.Clicks {
 			events = append(events, event{at: s.Clicks[i].Time, click: &s.Clicks[i]})
