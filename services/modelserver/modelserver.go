@@ -23,6 +23,7 @@ import (
 	"github.com/tributary-ml/tributary/proto/gen/go/inference"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
+	"github.com/tributary-ml/tributary/services/modelserver/internal/adaptive"
 	"github.com/tributary-ml/tributary/services/modelserver/internal/core"
 	"github.com/tributary-ml/tributary/services/modelserver/internal/featureclient"
 	"github.com/tributary-ml/tributary/services/modelserver/internal/grpcapi"
@@ -51,6 +52,11 @@ type Config struct {
 	MaxConcurrent int
 	// PredictionLogBuffer bounds the prediction records waiting for Kafka.
 	PredictionLogBuffer int
+	// MetricsAddr is the metrics service's gRPC address, read by adaptive
+	// ensembles ("" disables adaptive weights).
+	MetricsAddr string
+	// EnsembleRefresh is how often adaptive ensemble weights are recomputed.
+	EnsembleRefresh time.Duration
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -67,6 +73,8 @@ func DefaultConfig() Config {
 		ModelsPollInterval:  5 * time.Second,
 		MaxConcurrent:       512,
 		PredictionLogBuffer: 10000,
+		MetricsAddr:         "127.0.0.1:9103",
+		EnsembleRefresh:     30 * time.Second,
 	}
 }
 
@@ -78,6 +86,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ModelsPollInterval, "models-poll-interval", c.ModelsPollInterval, "how often to check the model repository for new versions (0 disables hot reload)")
 	fs.IntVar(&c.MaxConcurrent, "max-concurrent-requests", c.MaxConcurrent, "prediction requests served at once; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.PredictionLogBuffer, "prediction-log-buffer", c.PredictionLogBuffer, "prediction log records that may wait for Kafka before new ones are dropped")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "metrics service gRPC address, read by adaptive ensembles (empty disables adaptive weights)")
+	fs.DurationVar(&c.EnsembleRefresh, "ensemble-refresh", c.EnsembleRefresh, "how often adaptive ensemble weights are recomputed from the metrics service")
 }
 
 // Validate names the first bad field.
@@ -100,6 +110,14 @@ func (c Config) Validate() error {
 	if c.PredictionLogBuffer < 1 {
 		return fmt.Errorf("prediction-log-buffer: %d; must be at least 1", c.PredictionLogBuffer)
 	}
+	if c.MetricsAddr != "" {
+		if err := config.CheckAddr("metrics-addr", c.MetricsAddr); err != nil {
+			return err
+		}
+		if c.EnsembleRefresh <= 0 {
+			return fmt.Errorf("ensemble-refresh: %s; must be positive", c.EnsembleRefresh)
+		}
+	}
 	return nil
 }
 
@@ -119,6 +137,7 @@ type Service struct {
 	producer  *kafka.Producer
 	plog      *predlogger.Logger
 	predictor *core.Predictor
+	tuner     *adaptive.Tuner
 }
 
 // New validates cfg, loads the model repository and binds the service's listeners.
@@ -179,9 +198,14 @@ func (s *Service) build(ctx context.Context, deps Deps) error {
 	if s.plog, err = predlogger.New(s.producer, predlogger.Options{Buffer: s.cfg.PredictionLogBuffer, Meter: meter, Log: log}); err != nil {
 		return err
 	}
-	if s.predictor, err = core.NewPredictor(s.repo, s.features, s.plog, core.Options{
-		MaxConcurrent: s.cfg.MaxConcurrent, Clock: deps.Clock, Meter: meter, Log: log,
-	}); err != nil {
+	popts := core.Options{MaxConcurrent: s.cfg.MaxConcurrent, Clock: deps.Clock, Meter: meter, Log: log}
+	if s.cfg.MetricsAddr != "" {
+		if s.tuner, err = adaptive.New(s.cfg.MetricsAddr, s.repo, meter, log); err != nil {
+			return err
+		}
+		popts.Weights = s.tuner
+	}
+	if s.predictor, err = core.NewPredictor(s.repo, s.features, s.plog, popts); err != nil {
 		return err
 	}
 	ready := func() bool { ok, _ := s.base.Admin.Ready(); return ok }
@@ -261,6 +285,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.ModelsPollInterval > 0 {
 		workers = append(workers, func(ctx context.Context) error { return s.repo.Watch(ctx, s.cfg.ModelsPollInterval) })
 	}
+	if s.tuner != nil {
+		workers = append(workers, func(ctx context.Context) error { return s.tuner.Run(ctx, s.cfg.EnsembleRefresh) })
+	}
 	err := s.base.Run(ctx, workers...)
 	return errors.Join(err, s.close())
 }
@@ -275,6 +302,11 @@ func (s *Service) close() error {
 	if s.repo != nil {
 		if err := s.repo.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close model repository: %w", err))
+		}
+	}
+	if s.tuner != nil {
+		if err := s.tuner.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close metrics service connection: %w", err))
 		}
 	}
 	if s.features != nil {

@@ -31,3 +31,9 @@ type PredictionLog interface {
 type Models interface {
 	Snapshot() *model.Set
 }
+
+// EnsembleWeights gives the current member weights of an adaptive ensemble;
+// nil keeps the configured weights.
+type EnsembleWeights interface {
+	Weights(ensemble string) []float64
+}

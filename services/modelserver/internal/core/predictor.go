@@ -82,6 +82,8 @@ type Options struct {
 	NewID         func() string
 	Meter         metric.Meter
 	Log           *slog.Logger
+	// Weights adapts ensemble weights (optional).
+	Weights EnsembleWeights
 }
 
 // Predictor answers prediction requests.
@@ -655,6 +657,12 @@ func (p *Predictor) evaluate(ctx context.Context, snap *model.Set, e *model.Entr
 			res.used[j] = used
 		}
 	}
+	if cfg.Format == "ensemble" && p.opts.Weights != nil && cfg.Ensemble.Combine == "average" {
+		if w := p.opts.Weights.Weights(cfg.Name); len(w) == width {
+			weightedAverage(x, width, w, res.scores)
+			return res, nil
+		}
+	}
 	if err := ver.Scorer.Score(ctx, x, width, res.scores); err != nil {
 		if k := KindOf(err); k != KindInternal {
 			return nil, err
@@ -665,6 +673,17 @@ func (p *Predictor) evaluate(ctx context.Context, snap *model.Set, e *model.Entr
 		return nil, errorf(KindUnavailable, "model %q version %d: %v", cfg.Name, ver.Number, err)
 	}
 	return res, nil
+}
+
+// weightedAverage combines member scores with weights that add up to 1.
+func weightedAverage(x []float64, width int, w, out []float64) {
+	for r := range out {
+		z := 0.0
+		for i, wi := range w {
+			z += wi * x[r*width+i]
+		}
+		out[r] = z
+	}
 }
 
 func mergeUsed(dst, src map[string]float64) map[string]float64 {

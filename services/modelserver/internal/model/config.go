@@ -125,6 +125,21 @@ type Ensemble struct {
 	// keyed by member name).
 	Combine string   `yaml:"combine"`
 	Members []Member `yaml:"members"`
+	// Adaptive moves an average ensemble's weights towards the members that
+	// did better recently, as the metrics service measures them.
+	Adaptive *Adaptive `yaml:"adaptive"`
+}
+
+// Adaptive configures quality-driven ensemble weights: each member's share is
+// floor + (1 - members·floor) · quality / Σ quality, where quality is the
+// member's recent lift over chance (auc − 0.5, accuracy − 0.5, or ln 2 −
+// log_loss, never below 0). Until every member has min_labeled labeled
+// predictions in the window, the configured weights stay.
+type Adaptive struct {
+	Metric     string   `yaml:"metric"`
+	Window     Duration `yaml:"window"`
+	Floor      float64  `yaml:"floor"`
+	MinLabeled int64    `yaml:"min_labeled"`
 }
 
 // Member is one model of an ensemble.
@@ -418,6 +433,27 @@ func (e *Ensemble) validate(self string) error {
 	}
 	if e.Combine == "average" && !(total > 0) {
 		return errors.New("ensemble.members: weights must add up to more than 0")
+	}
+	if a := e.Adaptive; a != nil {
+		if e.Combine != "average" {
+			return errors.New("ensemble.adaptive: only for combine: average")
+		}
+		switch a.Metric {
+		case "":
+			a.Metric = "auc"
+		case "auc", "accuracy", "log_loss":
+		default:
+			return fmt.Errorf("ensemble.adaptive.metric: %q is not auc, accuracy or log_loss", a.Metric)
+		}
+		if a.Window <= 0 {
+			a.Window = Duration(time.Hour)
+		}
+		if a.Floor < 0 || float64(len(e.Members))*a.Floor >= 1 {
+			return fmt.Errorf("ensemble.adaptive.floor: %v; must be ≥ 0 and below 1/%d", a.Floor, len(e.Members))
+		}
+		if a.MinLabeled <= 0 {
+			a.MinLabeled = 100
+		}
 	}
 	return nil
 }
