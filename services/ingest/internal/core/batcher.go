@@ -15,6 +15,21 @@ type Batcher struct {
 	Tombstones bool
 	cur        *Batch
 	kbuf, vbuf []byte
+	// slab holds the bytes of many records: one allocation per slabSize
+	// instead of two per record. Records keep their slab alive.
+	slab []byte
+}
+
+const slabSize = 256 << 10
+
+// keep copies b into the slab and returns the copy.
+func (b *Batcher) keep(p []byte) []byte {
+	if len(p) > cap(b.slab)-len(b.slab) {
+		b.slab = make([]byte, 0, max(slabSize, len(p)))
+	}
+	start := len(b.slab)
+	b.slab = append(b.slab, p...)
+	return b.slab[start:len(b.slab):len(b.slab)]
 }
 
 // Len is the number of records in the open batch.
@@ -37,7 +52,7 @@ func (b *Batcher) Take() *Batch {
 
 func (b *Batcher) batch() *Batch {
 	if b.cur == nil {
-		b.cur = &Batch{Records: make([]Record, 0, 64)}
+		b.cur = &Batch{Records: make([]Record, 0, 256)}
 	}
 	return b.cur
 }
@@ -49,11 +64,11 @@ func (b *Batcher) emit(ch *Change, keyRow []Datum) {
 	b.vbuf = b.Enc.AppendEnvelope(b.vbuf[:0], ch)
 	var key []byte
 	if len(b.kbuf) > 0 {
-		key = bytes.Clone(b.kbuf)
+		key = b.keep(b.kbuf)
 	}
-	bt.Records = append(bt.Records, Record{Topic: t.Topic, Table: t.QualifiedName(), Op: ch.Op, Key: key, Value: bytes.Clone(b.vbuf)})
+	bt.Records = append(bt.Records, Record{Topic: t.Topic, Table: t.qualified, Op: ch.Op, Key: key, Value: b.keep(b.vbuf)})
 	if ch.Op == cdc.OpDelete && b.Tombstones && key != nil {
-		bt.Records = append(bt.Records, Record{Topic: t.Topic, Table: t.QualifiedName(), Key: key})
+		bt.Records = append(bt.Records, Record{Topic: t.Topic, Table: t.qualified, Key: key})
 	}
 }
 

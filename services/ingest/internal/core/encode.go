@@ -41,12 +41,13 @@ type Table struct {
 	Topic        string
 	Columns      []Column
 	keyIdx       []int
+	qualified    string
 }
 
 // NewTable builds a table shape; key names the key columns. Masking rules
 // are applied by column name. Dropping a key column is refused.
 func NewTable(schema, name string, cols []Column, key []string, rules MaskRules) (*Table, error) {
-	t := &Table{Schema: schema, Name: name, Topic: cdc.Topic(schema, name), Columns: cols}
+	t := &Table{Schema: schema, Name: name, Topic: cdc.Topic(schema, name), Columns: cols, qualified: schema + "." + name}
 	keys := map[string]bool{}
 	for _, k := range key {
 		keys[k] = true
@@ -71,7 +72,7 @@ func NewTable(schema, name string, cols []Column, key []string, rules MaskRules)
 }
 
 // QualifiedName is schema.table.
-func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
+func (t *Table) QualifiedName() string { return t.qualified }
 
 // Change is one change event of a table.
 type Change struct {

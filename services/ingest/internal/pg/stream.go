@@ -50,6 +50,7 @@ type Stream struct {
 	stats    *Stats
 	log      *slog.Logger
 
+	rows      tupleDecoder
 	captured  map[TableName]bool
 	relations map[uint32]*core.Table
 
@@ -225,6 +226,21 @@ func (s *Stream) handleWAL(ctx context.Context, out chan<- *core.Batch, lsn uint
 	if len(data) == 0 {
 		return nil
 	}
+	switch data[0] {
+	case 'I', 'U', 'D':
+		rc, err := s.rows.decodeRow(data)
+		if err != nil {
+			return fmt.Errorf("decode pgoutput message %q at %s: %w", data[0], FormatLSN(lsn), err)
+		}
+		op := cdc.OpCreate
+		switch data[0] {
+		case 'U':
+			op = cdc.OpUpdate
+		case 'D':
+			op = cdc.OpDelete
+		}
+		return s.change(ctx, out, rc.rel, op, lsn, rc.before, rc.after)
+	}
 	m, err := pglogrepl.Parse(data)
 	if err != nil {
 		return fmt.Errorf("decode pgoutput message %q at %s: %w", data[0], FormatLSN(lsn), err)
@@ -244,12 +260,6 @@ func (s *Stream) handleWAL(ctx context.Context, out chan<- *core.Batch, lsn uint
 			return err
 		}
 		s.enqueued = uint64(m.TransactionEndLSN)
-	case *pglogrepl.InsertMessage:
-		return s.change(ctx, out, m.RelationID, cdc.OpCreate, lsn, nil, m.Tuple)
-	case *pglogrepl.UpdateMessage:
-		return s.change(ctx, out, m.RelationID, cdc.OpUpdate, lsn, m.OldTuple, m.NewTuple)
-	case *pglogrepl.DeleteMessage:
-		return s.change(ctx, out, m.RelationID, cdc.OpDelete, lsn, m.OldTuple, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if err := s.change(ctx, out, id, cdc.OpTruncate, lsn, nil, nil); err != nil {
@@ -290,22 +300,7 @@ func (s *Stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	return nil
 }
 
-func datums(td *pglogrepl.TupleData) []core.Datum {
-	if td == nil {
-		return nil
-	}
-	out := make([]core.Datum, len(td.Columns))
-	for i, c := range td.Columns {
-		out[i] = core.Datum{Kind: c.DataType, Data: c.Data}
-		if c.DataType == pglogrepl.TupleDataTypeBinary {
-			// Binary mode is never requested; treat such a value as text.
-			out[i].Kind = core.KindText
-		}
-	}
-	return out
-}
-
-func (s *Stream) change(ctx context.Context, out chan<- *core.Batch, rel uint32, op string, lsn uint64, before, after *pglogrepl.TupleData) error {
+func (s *Stream) change(ctx context.Context, out chan<- *core.Batch, rel uint32, op string, lsn uint64, before, after []core.Datum) error {
 	t, ok := s.relations[rel]
 	if !ok {
 		return fmt.Errorf("change for relation %d before its Relation message", rel)
@@ -314,7 +309,7 @@ func (s *Stream) change(ctx context.Context, out chan<- *core.Batch, rel uint32,
 		return nil
 	}
 	ch := core.Change{
-		Table: t, Op: op, Before: datums(before), After: datums(after),
+		Table: t, Op: op, Before: before, After: after,
 		Pos:  cdc.Position{CommitLSN: s.commitLSN, LSN: lsn},
 		TxID: s.xid, CommitTime: s.commitTime, Snapshot: "false",
 	}
