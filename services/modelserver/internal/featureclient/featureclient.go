@@ -45,6 +45,9 @@ func Dial(addr string, prop propagation.TextMapPropagator) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("featureserver-addr: %w", err)
 	}
+	// Connect now, so the first request's feature fetch does not pay for the
+	// TCP and HTTP/2 handshakes inside its deadline.
+	conn.Connect()
 	return &Client{conn: conn, fs: featuresv1.NewFeatureServiceClient(conn), prop: prop, views: map[string][]string{}}, nil
 }
 

@@ -47,7 +47,7 @@ type Config struct {
 	// EntityKeys optionally names the join keys the model's features need; when
 	// empty they are learned from the featureserver's ListFeatureViews.
 	EntityKeys []string `yaml:"entity_keys"`
-	// FeatureTimeout bounds the feature fetch (default 50ms).
+	// FeatureTimeout bounds the feature fetch (default 100ms).
 	FeatureTimeout Duration `yaml:"feature_timeout"`
 	// VersionPolicy says which versions stay loaded.
 	VersionPolicy VersionPolicy `yaml:"version_policy"`
@@ -181,7 +181,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // DefaultFeatureTimeout bounds a feature fetch when the model names none.
-const DefaultFeatureTimeout = 50 * time.Millisecond
+const DefaultFeatureTimeout = 100 * time.Millisecond
 
 // Timeout is the feature fetch deadline.
 func (c *Config) Timeout() time.Duration {
