@@ -253,6 +253,12 @@ func (a *App) session(ctx context.Context) error {
 			return fmt.Errorf("slot: replication slot %s is in use by backend pid %s", cfg.Slot, slot.ActivePID)
 		}
 	}
+	if haveSlot && haveRec && rec.Phase == state.PhaseStreaming {
+		if added := newTables(rec.Tables, cfg.Tables); len(added) > 0 {
+			a.log.Warn("tables added to an existing slot are streamed from now on, without their existing rows; "+
+				"use a new --slot to snapshot them", "tables", added, "slot", cfg.Slot)
+		}
+	}
 	snapshot := false
 	switch {
 	case !haveSlot:
@@ -404,6 +410,21 @@ func (a *App) heartbeat(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// newTables lists the configured tables the slot's snapshot did not cover.
+func newTables(snapshotted []string, tables []pg.TableName) []string {
+	had := map[string]bool{}
+	for _, t := range snapshotted {
+		had[t] = true
+	}
+	var out []string
+	for _, t := range tables {
+		if !had[t.String()] {
+			out = append(out, t.String())
+		}
+	}
+	return out
 }
 
 func tableNames(ts []pg.TableName) []string {
