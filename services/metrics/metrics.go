@@ -51,6 +51,8 @@ type Config struct {
 	LabelTTL time.Duration
 	// FlushInterval is how often changed rows are published and offsets committed.
 	FlushInterval time.Duration
+	// Retention is how much history the embedded store keeps.
+	Retention time.Duration
 	// AlertPSI is the drift alert threshold (0 disables drift alerts).
 	AlertPSI float64
 	// AlertMinRequests is the scored predictions a minute needs for drift alerts.
@@ -76,6 +78,7 @@ func DefaultConfig() Config {
 		Models:           "examples/fraud/models",
 		LabelTTL:         time.Hour,
 		FlushInterval:    time.Second,
+		Retention:        7 * 24 * time.Hour,
 		AlertPSI:         0.25,
 		AlertMinRequests: 100,
 	}
@@ -90,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Models, "models", c.Models, "model repository directory (training baselines for drift)")
 	fs.DurationVar(&c.LabelTTL, "label-ttl", c.LabelTTL, "how long (event time) a prediction waits for its label")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often changed minute rows are published and offsets committed")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "history the embedded store keeps (store=embedded; Pinot has its own retention)")
 	fs.Float64Var(&c.AlertPSI, "alert-psi", c.AlertPSI, "alert when a minute's score or feature PSI exceeds this (0 disables)")
 	fs.Int64Var(&c.AlertMinRequests, "alert-min-requests", c.AlertMinRequests, "scored predictions a minute needs before its drift can alert")
 	fs.StringVar(&c.AlertP99Ms, "alert-p99-ms", c.AlertP99Ms, "alert when p99 latency exceeds this: ms for all models, or model=ms,...,*=ms (empty disables)")
@@ -118,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.FlushInterval <= 0 {
 		return fmt.Errorf("flush-interval: %s must be positive", c.FlushInterval)
+	}
+	if c.Retention <= 0 {
+		return fmt.Errorf("retention: %s must be positive", c.Retention)
 	}
 	if c.AlertPSI < 0 {
 		return fmt.Errorf("alert-psi: %v must not be negative", c.AlertPSI)
@@ -171,7 +178,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	s := &Service{base: base, cfg: cfg, log: base.Log}
 	s.catalog = modelrepo.New(cfg.Models, s.log)
 	s.agg = core.NewAggregator(core.AggregatorConfig{LabelTTL: cfg.LabelTTL}, s.catalog)
-	s.store = embedded.New()
+	s.store = embedded.New(cfg.Retention)
 	switch cfg.Store {
 	case StorePinot:
 		ps, err := pinotstore.New(cfg.PinotBroker, 10*time.Second)

@@ -67,6 +67,7 @@ type joined struct {
 	key     Key
 	score   float64
 	tsMs    int64
+	src     Source // where the prediction came from
 	labeled bool
 }
 
@@ -154,11 +155,7 @@ func (a *Aggregator) counted(src Source, e *entry) bool {
 		return false
 	}
 	o, ok := e.state.Offsets[a.tpName(topicPartition{src.Topic, src.Partition})]
-	if ok && src.Offset <= o {
-		a.stats.Duplicates++
-		return true
-	}
-	return false
+	return ok && src.Offset <= o
 }
 
 func (a *Aggregator) row(k Key) *entry {
@@ -188,7 +185,11 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 		}
 		e = a.row(k)
 	}
-	if !dup && !a.counted(src, e) {
+	if !dup && a.counted(src, e) {
+		dup = true
+		a.stats.Duplicates++
+	}
+	if !dup {
 		e.state.add(p, e.info.Baseline)
 		a.dirty[k] = struct{}{}
 	}
@@ -198,7 +199,7 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 	if _, ok := a.preds[id]; ok {
 		return
 	}
-	j := &joined{key: k, score: p.Score, tsMs: tsMs}
+	j := &joined{key: k, score: p.Score, tsMs: tsMs, src: src}
 	a.preds[id] = j
 	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
 	if l, ok := a.labels[id]; ok {
@@ -211,7 +212,7 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 // Remember puts a prediction into the label join without counting it: at
 // start the join is rebuilt from the predictions of the last label TTL, so
 // labels of predictions before the committed position still find them.
-func (a *Aggregator) Remember(id string, k Key, tsMs int64, score float64, failed bool) {
+func (a *Aggregator) Remember(id string, k Key, tsMs int64, score float64, failed bool, src Source) {
 	if failed || id == "" {
 		return
 	}
@@ -221,7 +222,7 @@ func (a *Aggregator) Remember(id string, k Key, tsMs int64, score float64, faile
 	if _, ok := a.preds[id]; ok {
 		return
 	}
-	a.preds[id] = &joined{key: k, score: score, tsMs: tsMs}
+	a.preds[id] = &joined{key: k, score: score, tsMs: tsMs, src: src}
 	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
 	a.expire()
 }
@@ -264,7 +265,12 @@ func (a *Aggregator) applyLabel(j *joined, l pendingLabel) {
 		// before a restart and its row is older than memory).
 		e = a.row(j.key)
 	}
-	if a.counted(l.src, e) {
+	// A label is in a published row only if both it and its prediction
+	// were handled before that row was published (a label that waited for
+	// its prediction may have a lower offset than the row records and still
+	// not be in it).
+	if a.counted(l.src, e) && (j.src.Offset < 0 || a.counted(j.src, e)) {
+		a.stats.Duplicates++
 		return
 	}
 	th := e.info.Threshold

@@ -433,7 +433,7 @@ func TestAggregatorCrashAndRedelivery(t *testing.T) {
 			// predictions remembered, then labels through the normal path.
 			for _, r := range recs {
 				if !r.label {
-					b.Remember(r.id, r.key, r.ts, r.p.Score, r.p.Failed)
+					b.Remember(r.id, r.key, r.ts, r.p.Score, r.p.Failed, r.src)
 				}
 			}
 			for _, r := range recs {
@@ -572,5 +572,45 @@ func TestMinuteOf(t *testing.T) {
 		if got := MinuteOf(in); got != want {
 			t.Errorf("MinuteOf(%d) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestLabelWaitingAcrossPublishAndCrash: a label arrives before its
+// prediction, rows are published (without it: its prediction is unknown),
+// the instance dies; the label's offset is below what the row records, yet
+// it must be counted once its prediction arrives — exactly once.
+func TestLabelWaitingAcrossPublishAndCrash(t *testing.T) {
+	t.Parallel()
+	t0 := int64(1000 * MinuteMs)
+	k := Key{ModelKey{"m", "v", "a"}, t0}
+	other := func(a *Aggregator, i int64) {
+		a.AddPrediction(fmt.Sprintf("o%d", i), k, t0+i, &Prediction{Score: 0.2}, Source{"predictions", 0, i})
+	}
+	a := NewAggregator(AggregatorConfig{}, catalog{})
+	other(a, 0)
+	a.AddLabel("p", 1, t0, Source{"labels", 0, 0}) // waits for p
+	published := a.Flush()
+	if published[0].Labeled != 0 {
+		t.Fatal("label counted before its prediction")
+	}
+	// Crash. Restart from the published rows; nothing of labels committed
+	// beyond offset 0 is assumed, so the label is redelivered.
+	b := NewAggregator(AggregatorConfig{}, catalog{})
+	b.Restore(published)
+	b.AddLabel("p", 1, t0, Source{"labels", 0, 0})
+	b.AddPrediction("p", k, t0+5, &Prediction{Score: 0.9}, Source{"predictions", 0, 1})
+	rows := b.Flush()
+	if len(rows) != 1 || rows[0].Labeled != 1 || rows[0].Requests != 2 {
+		t.Fatalf("after restart: %+v, want 2 requests and 1 label", rows)
+	}
+	// And again: a second crash right after that publish, everything redelivered.
+	c := NewAggregator(AggregatorConfig{}, catalog{})
+	c.Restore(rows)
+	c.Remember("p", k, t0+5, 0.9, false, Source{"predictions", 0, 1})
+	c.AddLabel("p", 1, t0, Source{"labels", 0, 0})
+	other(c, 0)
+	c.AddPrediction("p", k, t0+5, &Prediction{Score: 0.9}, Source{"predictions", 0, 1})
+	if again := c.Flush(); len(again) != 0 && (again[0].Labeled != 1 || again[0].Requests != 2) {
+		t.Fatalf("after the second restart: %+v, want unchanged", again)
 	}
 }

@@ -45,8 +45,10 @@ type State struct {
 	FP int64 `json:"fp"`
 	TN int64 `json:"tn"`
 	FN int64 `json:"fn"`
-	// LogLossSum is the sum of the labeled predictions' log losses.
-	LogLossSum float64 `json:"log_loss_sum"`
+	// LogLossNanos is the sum of the labeled predictions' log losses in
+	// units of 1e-9: an integer sum does not depend on the order labels
+	// arrive in, so a replay gives the same bits.
+	LogLossNanos int64 `json:"log_loss_nanos"`
 
 	// Offsets is, per input "topic/partition", the last offset handled when
 	// this state was emitted: a redelivered record at or below it is already
@@ -140,7 +142,7 @@ func (s *State) addLabel(score, label, threshold float64) {
 	p := math.Min(math.Max(score, logLossEps), 1-logLossEps)
 	if pos {
 		s.Positives[scoreBin(score)]++
-		s.LogLossSum -= math.Log(p)
+		s.LogLossNanos += nanos(-math.Log(p))
 		if predicted {
 			s.TP++
 		} else {
@@ -148,7 +150,7 @@ func (s *State) addLabel(score, label, threshold float64) {
 		}
 	} else {
 		s.Negatives[scoreBin(score)]++
-		s.LogLossSum -= math.Log(1 - p)
+		s.LogLossNanos += nanos(-math.Log(1 - p))
 		if predicted {
 			s.FP++
 		} else {
@@ -156,6 +158,8 @@ func (s *State) addLabel(score, label, threshold float64) {
 		}
 	}
 }
+
+func nanos(v float64) int64 { return int64(math.Round(v * 1e9)) }
 
 func addCounts(dst, src []int64) []int64 {
 	if src == nil {
@@ -202,7 +206,7 @@ func (s *State) Merge(o *State) {
 	s.FP += o.FP
 	s.TN += o.TN
 	s.FN += o.FN
-	s.LogLossSum += o.LogLossSum
+	s.LogLossNanos += o.LogLossNanos
 }
 
 // Clone returns a deep copy of s.
@@ -238,7 +242,10 @@ func (s *State) Validate() error {
 	if s.TP+s.FP+s.TN+s.FN != s.Labeled {
 		return fmt.Errorf("state: confusion matrix sums to %d, labeled %d", s.TP+s.FP+s.TN+s.FN, s.Labeled)
 	}
-	if math.IsNaN(s.ScoreSum) || math.IsNaN(s.LogLossSum) {
+	if s.LogLossNanos < 0 {
+		return fmt.Errorf("state: negative log loss")
+	}
+	if math.IsNaN(s.ScoreSum) {
 		return fmt.Errorf("state: NaN sum")
 	}
 	return s.Latency.validate()
@@ -300,7 +307,7 @@ func (s *State) Derive(info ModelInfo) Metrics {
 	}
 	if s.Labeled > 0 {
 		m.Accuracy = float64(s.TP+s.TN) / float64(s.Labeled)
-		m.LogLoss = s.LogLossSum / float64(s.Labeled)
+		m.LogLoss = float64(s.LogLossNanos) / 1e9 / float64(s.Labeled)
 		if s.TP+s.FP > 0 {
 			m.Precision = float64(s.TP) / float64(s.TP+s.FP)
 		}

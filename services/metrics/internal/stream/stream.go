@@ -208,7 +208,7 @@ func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time
 		}
 		k, _ := Convert(&p)
 		h.mu.Lock()
-		h.agg.Remember(p.PredictionID, k, p.TimeMs, p.Score, p.Error != "")
+		h.agg.Remember(p.PredictionID, k, p.TimeMs, p.Score, p.Error != "", core.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		h.mu.Unlock()
 		preds++
 	})

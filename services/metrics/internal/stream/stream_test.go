@@ -167,6 +167,9 @@ func TestCrashBeforeCommitRestoresSameRows(t *testing.T) {
 		r.State.Offsets, w.State.Offsets = nil, nil
 		if !reflect.DeepEqual(r, w) {
 			t.Errorf("row %s after the crash: requests %d labeled %d, want %d %d", r.PK(), r.Requests, r.Labeled, w.Requests, w.Labeled)
+			a, _ := json.Marshal(r.State)
+			b, _ := json.Marshal(w.State)
+			t.Logf("got  %s\nwant %s", a, b)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 )
@@ -16,21 +17,43 @@ var (
 	_ core.RowWriter = (*Store)(nil)
 )
 
-// Store keeps rows by key; an upsert replaces the row (full state).
+// Store keeps rows by key; an upsert replaces the row (full state). Rows
+// older than the retention behind the newest row are dropped, so memory
+// stays bounded however long the service runs.
 type Store struct {
-	mu   sync.RWMutex
-	rows map[core.Key]core.Row
+	mu        sync.RWMutex
+	rows      map[core.Key]core.Row
+	retention int64
+	newest    int64
+	pruned    int64 // newest minute at the last prune
 }
 
-// New returns an empty store.
-func New() *Store { return &Store{rows: map[core.Key]core.Row{}} }
+// New returns an empty store keeping retention of minutes (0: forever).
+func New(retention time.Duration) *Store {
+	return &Store{rows: map[core.Key]core.Row{}, retention: retention.Milliseconds()}
+}
 
 // Upsert replaces the rows with the same keys.
 func (s *Store) Upsert(_ context.Context, rows []core.Row) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rows {
+		if s.retention > 0 && r.Minute < s.newest-s.retention {
+			continue
+		}
 		s.rows[r.Key] = r
+		if r.Minute > s.newest {
+			s.newest = r.Minute
+		}
+	}
+	// Prune at most once per minute of event time.
+	if s.retention > 0 && s.newest > s.pruned {
+		s.pruned = s.newest
+		for k := range s.rows {
+			if k.Minute < s.newest-s.retention {
+				delete(s.rows, k)
+			}
+		}
 	}
 	return nil
 }
