@@ -91,7 +91,7 @@ func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
 		roles[r.Role]++
 		switch r.Role {
 		case predlog.RoleShadow:
-			if r.Variant != "xgb_shadow" || r.Model != "fraud_lr" || r.Score <= 0 || r.Score >= 1 || r.Error != "" {
+			if r.Variant != "xgb_shadow" || r.Model != "fraud_xgb" || r.Score <= 0 || r.Score >= 1 || r.Error != "" {
 				t.Errorf("shadow record %+v", r)
 			}
 			if _, returned := ids[r.PredictionID]; returned {

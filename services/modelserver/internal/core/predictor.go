@@ -48,7 +48,10 @@ type Row struct {
 
 // Prediction is the answer for one row.
 type Prediction struct {
-	ID      string
+	ID string
+	// Model is the model that made the prediction: the requested one, or
+	// another model an experiment variant names (its version then numbers
+	// that model's versions, so the metrics service finds the right baseline).
 	Model   string
 	Version int
 	Variant string
@@ -240,7 +243,7 @@ func (p *Predictor) Predict(ctx context.Context, req *Request) ([]Prediction, er
 			return nil, err
 		}
 		for j, r := range rows {
-			pr := Prediction{ID: p.opts.NewID(), Model: entry.Name, Version: t.ver.Number, Variant: t.variant,
+			pr := Prediction{ID: p.opts.NewID(), Model: t.entry.Name, Version: t.ver.Number, Variant: t.variant,
 				Outputs: outputs(t.entry.Config, res.scores[j]), Defaulted: res.defaulted[j]}
 			out[r] = pr
 			logs = append(logs, p.record(ctx, &pr, t.role, req.Rows[r].EntityKeys, res.used[j], ""))
@@ -253,7 +256,7 @@ func (p *Predictor) Predict(ctx context.Context, req *Request) ([]Prediction, er
 		}
 		res, err := p.evaluate(ctx, snap, t.entry, t.ver, all, req, table, rowsPrefix, 0)
 		for i := range req.Rows {
-			pr := Prediction{ID: p.opts.NewID(), Model: entry.Name, Version: t.ver.Number, Variant: t.variant}
+			pr := Prediction{ID: p.opts.NewID(), Model: t.entry.Name, Version: t.ver.Number, Variant: t.variant}
 			errMsg := ""
 			var used map[string]float64
 			if err != nil {
