@@ -114,6 +114,6 @@ func (g *Gen) Gap(rate float64) time.Duration {
 // Demo traffic: the live workload and the training set share it, so the
 // model is trained on the distributions it serves.
 const (
-	DefaultUsers             = 500
+	DefaultUsers             = 5000
 	DefaultSessionsPerSecond = 10
 )

@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -281,27 +280,20 @@ func (w *Workload) setupPostgres(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect postgres: %w", err)
 	}
-	rows := make([][]any, len(w.gen.Users))
-	for i, u := range w.gen.Users {
-		rows[i] = []any{u.ID, u.Email, u.Country, u.Segment}
+	cols := make([][]string, 4)
+	for _, u := range w.gen.Users {
+		cols[0] = append(cols[0], u.ID)
+		cols[1] = append(cols[1], u.Email)
+		cols[2] = append(cols[2], u.Country)
+		cols[3] = append(cols[3], u.Segment)
 	}
-	tx, err := db.Begin(ctx)
-	if err != nil {
+	if _, err := db.Exec(ctx, `INSERT INTO users (user_id, email, country, segment)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT (user_id) DO NOTHING`,
+		cols[0], cols[1], cols[2], cols[3]); err != nil {
 		db.Close(ctx)
-		return nil, err
+		return nil, fmt.Errorf("insert users: %w", err)
 	}
-	for _, r := range rows {
-		if _, err := tx.Exec(ctx, "INSERT INTO users (user_id, email, country, segment) VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING", r...); err != nil {
-			_ = tx.Rollback(ctx)
-			db.Close(ctx)
-			return nil, fmt.Errorf("insert users: %w", err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		db.Close(ctx)
-		return nil, errors.Join(err, db.Close(ctx))
-	}
-	w.cfg.Log.Info("demo users inserted", "users", len(rows))
+	w.cfg.Log.Info("demo users inserted", "users", len(w.gen.Users))
 	return db, nil
 }
 

@@ -39,7 +39,7 @@ type Options struct {
 
 // DefaultOptions are what the committed example model was trained with.
 func DefaultOptions() Options {
-	return Options{Seed: 42, Users: demo.DefaultUsers, SessionsPerSecond: demo.DefaultSessionsPerSecond, Sessions: 36000,
+	return Options{Seed: 42, Users: demo.DefaultUsers, SessionsPerSecond: demo.DefaultSessionsPerSecond, Sessions: 72000,
 		Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Epochs: 400}
 }
 
