@@ -26,12 +26,13 @@ type XGBoost struct {
 	featureIdx []int
 }
 
+// xgbNode is 16 bytes, so four share a cache line.
 type xgbNode struct {
 	left, right int32 // absolute indexes; left < 0 marks a leaf
-	feature     int32
+	// threshold is the split condition, or the leaf value of a leaf.
 	threshold   float32
+	feature     uint16
 	defaultLeft bool
-	value       float32 // leaf value
 }
 
 type xgbFile struct {
@@ -149,15 +150,15 @@ func ParseXGBoost(data []byte, cfg *Config) (*XGBoost, error) {
 				if t.Left[i] >= int32(n) || t.Right[i] < 0 || t.Right[i] >= int32(n) || t.Left[i] <= int32(i) || t.Right[i] <= int32(i) {
 					return nil, fmt.Errorf("trees[%d] node %d: child index out of range", ti, i)
 				}
-				if t.SplitIdx[i] < 0 || int(t.SplitIdx[i]) >= m.nFeatures {
+				if t.SplitIdx[i] < 0 || int(t.SplitIdx[i]) >= m.nFeatures || m.featureIdx[t.SplitIdx[i]] > math.MaxUint16 {
 					return nil, fmt.Errorf("trees[%d] node %d: split feature %d out of range", ti, i, t.SplitIdx[i])
 				}
 				nd.left, nd.right = off+t.Left[i], off+t.Right[i]
-				nd.feature = int32(m.featureIdx[t.SplitIdx[i]])
+				nd.feature = uint16(m.featureIdx[t.SplitIdx[i]])
 				nd.threshold = float32(t.SplitCond[i])
 				nd.defaultLeft = t.DefaultLeft[i] != 0
 			} else {
-				nd.value = float32(t.SplitCond[i])
+				nd.threshold = float32(t.SplitCond[i])
 			}
 			m.nodes = append(m.nodes, nd)
 		}
@@ -176,13 +177,23 @@ func (m *XGBoost) Score(_ context.Context, x []float64, width int, out []float64
 	if width < m.nFeatures {
 		return fmt.Errorf("xgboost model has %d features, got %d inputs", m.nFeatures, width)
 	}
+	// XGBoost compares in float32: convert each row once, not at every split.
+	var buf [64]float32
+	row32 := buf[:0]
+	if width > len(buf) {
+		row32 = make([]float32, 0, width)
+	}
 	for r := range out {
-		out[r] = m.predictRow(x[r*width : (r+1)*width])
+		row32 = row32[:0]
+		for _, v := range x[r*width : (r+1)*width] {
+			row32 = append(row32, float32(v))
+		}
+		out[r] = m.predictRow(row32)
 	}
 	return nil
 }
 
-func (m *XGBoost) predictRow(row []float64) float64 {
+func (m *XGBoost) predictRow(row []float32) float64 {
 	var sum float32
 	nodes := m.nodes
 	for _, root := range m.roots {
@@ -190,18 +201,18 @@ func (m *XGBoost) predictRow(row []float64) float64 {
 		for {
 			nd := &nodes[i]
 			if nd.left < 0 {
-				sum += nd.value
+				sum += nd.threshold
 				break
 			}
 			v := row[nd.feature]
 			switch {
-			case math.IsNaN(v):
+			case v != v: // missing (NaN)
 				if nd.defaultLeft {
 					i = nd.left
 				} else {
 					i = nd.right
 				}
-			case float32(v) < nd.threshold:
+			case v < nd.threshold:
 				i = nd.left
 			default:
 				i = nd.right
