@@ -195,7 +195,13 @@ func (s *Service) build(ctx context.Context, deps Deps) error {
 	if s.producer, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: s.cfg.Common.Brokers(), Topic: predlog.PredictionsTopic}); err != nil {
 		return fmt.Errorf("kafka-brokers: %w", err)
 	}
-	if s.plog, err = predlogger.New(s.producer, predlogger.Options{Buffer: s.cfg.PredictionLogBuffer, Meter: meter, Log: log}); err != nil {
+	if s.plog, err = predlogger.New(s.producer, predlogger.Options{Buffer: s.cfg.PredictionLogBuffer, Meter: meter, Log: log,
+		InFlight: func() int {
+			if s.predictor == nil {
+				return 0
+			}
+			return s.predictor.InFlight()
+		}}); err != nil {
 		return err
 	}
 	popts := core.Options{MaxConcurrent: s.cfg.MaxConcurrent, Clock: deps.Clock, Meter: meter, Log: log}

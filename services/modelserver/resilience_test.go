@@ -151,3 +151,53 @@ func dialService(t *testing.T, addr string) *grpc.ClientConn {
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
 }
+
+// TestShutdownLogsRequestsStillInFlight stops the service while a request
+// waits for its features: the request completes and its record is written
+// before the prediction log closes.
+func TestShutdownLogsRequestsStillInFlight(t *testing.T) {
+	broker := testutil.Kafka(t, 1)
+	peer := featurepeer.Start(t, featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
+		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}})
+	peer.SetDelay(500 * time.Millisecond) // fraud_xgb waits up to 2s for features
+	cfg := modelserver.DefaultConfig()
+	cfg.Common.AdminAddr, cfg.Common.GRPCAddr, cfg.Common.LogLevel, cfg.Common.KafkaBrokers = "127.0.0.1:0", "127.0.0.1:0", "warn", broker
+	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "internal/testdata/experiments"), peer.Addr(), 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := modelserver.New(ctx, cfg, modelserver.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	client := servingv1.NewPredictionServiceClient(dialService(t, svc.GRPCAddr()))
+	rctx := testutil.Context(t, 20*time.Second)
+	type answer struct {
+		id  string
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := client.Predict(rctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u1"}})
+		got <- answer{resp.GetPredictionId(), err}
+	}()
+	testutil.Eventually(t, 10*time.Second, "the request reached the featureserver", func() error {
+		if peer.Calls() == 0 {
+			return fmt.Errorf("no fetch yet")
+		}
+		return nil
+	})
+	cancel()
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("in-flight request during shutdown: %v", a.err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	recs, _ := readPredictions(t, broker, 1)
+	if recs[0].PredictionID != a.id {
+		t.Errorf("logged %s, want the in-flight prediction %s", recs[0].PredictionID, a.id)
+	}
+}

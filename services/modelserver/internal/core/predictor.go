@@ -148,6 +148,9 @@ func NewPredictor(models Models, store FeatureStore, plog PredictionLog, opts Op
 	return p, nil
 }
 
+// InFlight is the number of requests being answered now.
+func (p *Predictor) InFlight() int { return len(p.sem) }
+
 // Models returns the models served now.
 func (p *Predictor) Models() *model.Set { return p.models.Snapshot() }
 

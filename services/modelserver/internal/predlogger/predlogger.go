@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -39,6 +40,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	Meter        metric.Meter
 	Log          *slog.Logger
+	// InFlight reports the prediction requests still being answered; on
+	// shutdown the drain waits for them (within DrainTimeout) so their records
+	// are written too.
+	InFlight func() int
 }
 
 type item struct {
@@ -51,6 +56,7 @@ type Logger struct {
 	w       Writer
 	opts    Options
 	ch      chan item
+	closed  atomic.Bool
 	dropped metric.Int64Counter
 	written metric.Int64Counter
 }
@@ -87,6 +93,10 @@ func New(w Writer, opts Options) (*Logger, error) {
 
 // Log queues a record without blocking; it drops the record when the buffer is full.
 func (l *Logger) Log(ctx context.Context, p *predlog.Prediction) {
+	if l.closed.Load() {
+		l.dropped.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "shutdown")))
+		return
+	}
 	select {
 	case l.ch <- item{rec: p, sc: trace.SpanContextFromContext(ctx)}:
 	default:
@@ -129,13 +139,24 @@ func (l *Logger) fill(batch []item) []item {
 func (l *Logger) drain() error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.DrainTimeout)
 	defer cancel()
+	defer l.closed.Store(true)
 	batch := make([]item, 0, l.opts.BatchSize)
+	wait := time.NewTicker(5 * time.Millisecond)
+	defer wait.Stop()
 	for ctx.Err() == nil {
 		batch = l.fill(batch[:0])
-		if len(batch) == 0 {
+		if len(batch) > 0 {
+			l.write(ctx, batch)
+			continue
+		}
+		if l.opts.InFlight == nil || l.opts.InFlight() == 0 {
 			return nil
 		}
-		l.write(ctx, batch)
+		// Requests still being answered will log: wait for them.
+		select {
+		case <-ctx.Done():
+		case <-wait.C:
+		}
 	}
 	if n := len(l.ch); n > 0 {
 		l.dropped.Add(context.Background(), int64(n), metric.WithAttributes(attribute.String("reason", "shutdown")))
