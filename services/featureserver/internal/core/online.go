@@ -76,11 +76,14 @@ type Limits struct {
 	// FetchChunk is the fewest reads one goroutine does: cheap in-memory
 	// reads are not worth a goroutine each, remote ones are.
 	FetchChunk int
+	// WindowCacheEntries bounds the cache of merged windows (runs of
+	// tiles); 0 disables it. Only stores with StableTiles use it.
+	WindowCacheEntries int
 }
 
 // DefaultLimits suit the embedded store.
 func DefaultLimits() Limits {
-	return Limits{MaxRows: 1000, MaxFeatures: 500, MaxValues: 100_000, MaxInFlight: 512, FetchParallelism: 8, FetchChunk: 32}
+	return Limits{MaxRows: 1000, MaxFeatures: 500, MaxValues: 100_000, MaxInFlight: 512, FetchParallelism: 8, FetchChunk: 32, WindowCacheEntries: 1 << 16}
 }
 
 // Validate names the first bad limit.
@@ -93,6 +96,9 @@ func (l Limits) Validate() error {
 			return fmt.Errorf("%s: %d, want at least 1", c.name, c.v)
 		}
 	}
+	if l.WindowCacheEntries < 0 {
+		return fmt.Errorf("window-cache-entries: %d, want 0 or more", l.WindowCacheEntries)
+	}
 	return nil
 }
 
@@ -104,6 +110,7 @@ type Online struct {
 	limits  Limits
 	sem     chan struct{}
 	pool    sync.Pool
+	cache   *windowCache
 }
 
 // NewOnline builds the read path over store and catalog; now is the clock.
@@ -116,6 +123,9 @@ func NewOnline(store TileStore, catalog *Catalog, now func() time.Time, limits L
 	}
 	o := &Online{store: store, catalog: catalog, now: now, limits: limits, sem: make(chan struct{}, limits.MaxInFlight)}
 	o.pool.New = func() any { return new(scratch) }
+	if st, ok := store.(StableTiles); ok && st.StableTiles() && limits.WindowCacheEntries > 0 {
+		o.cache = newWindowCache(limits.WindowCacheEntries)
+	}
 	return o, nil
 }
 
@@ -345,7 +355,7 @@ func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs in
 		out := s.values[r*cols : (r+1)*cols]
 		for i := range s.refs {
 			p := &s.refs[i]
-			out[i] = compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
+			out[i] = o.compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
 		}
 	}
 	return nil
@@ -370,7 +380,7 @@ func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
 }
 
 // compute merges one feature of one entity at nowMs.
-func compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
+func (o *Online) compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
 	if len(f.tiles) == 0 {
 		return Value{Status: StatusNotFound}
 	}
@@ -378,7 +388,7 @@ func compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
 	if p.resMs == 0 {
 		from = 0
 	}
-	ir, newest := tiles.Window(span(f.tiles, p.resMs, from, nowMs), p.feat, nowMs)
+	ir, newest := o.cache.window(span(f.tiles, p.resMs, from, nowMs), p, nowMs)
 	raw, ok := ir.Value(p.feat.Aggregation)
 	if !ok {
 		return Value{Status: StatusNotFound}

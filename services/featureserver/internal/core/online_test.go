@@ -573,3 +573,46 @@ func TestExpiryOf(t *testing.T) {
 		t.Errorf("unknown view: expiry %d, want %d", got, want)
 	}
 }
+
+// TestRewrittenTileInvalidatesCachedWindow rewrites an old tile of a long
+// window (a late event) after the window was read and cached.
+func TestRewrittenTileInvalidatesCachedWindow(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	var evs []event
+	for h := range 48 {
+		evs = append(evs, event{ts: now - int64(h)*3_600_000, amount: 1})
+	}
+	fx.put(t, v, buildTiles(v, "u", evs)...)
+	read := func() float64 {
+		t.Helper()
+		res, err := fx.online.Get(context.Background(), []string{"txns:min_7d", "txns:avg_24h"}, []map[string]string{user("u")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Release()
+		return res.Values[0].Double
+	}
+	for range 3 {
+		if got := read(); got != 1 {
+			t.Fatalf("min_7d = %v, want 1", got)
+		}
+	}
+	// A late event 30 hours ago with a smaller amount rewrites that tile.
+	evs = append(evs, event{ts: now - 30*3_600_000 + 1, amount: -5})
+	var late []*tiles.Tile
+	for _, tl := range buildTiles(v, "u", evs) {
+		if tl.ResolutionMs == 3_600_000 && tl.StartMs == tiles.StartOf(now-30*3_600_000+1, time.Hour) {
+			late = append(late, tl)
+		}
+	}
+	if len(late) != 1 {
+		t.Fatalf("%d rewritten tiles, want 1", len(late))
+	}
+	fx.put(t, v, late...)
+	if got := read(); got != -5 {
+		t.Fatalf("min_7d after the late event = %v, want -5", got)
+	}
+}

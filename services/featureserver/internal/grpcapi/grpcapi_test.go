@@ -331,3 +331,35 @@ func BenchmarkCore_1x50(b *testing.B) {
 		res.Release()
 	}
 }
+
+// BenchmarkCore_100x50 is the read path of 100 entities without gRPC.
+func BenchmarkCore_100x50(b *testing.B) {
+	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	clk := func() time.Time { return now }
+	st, err := embedded.Open(b.TempDir(), embedded.Options{Now: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	seed(b, st, v, 100)
+	on, err := core.NewOnline(st, core.NewCatalog([]*featurespec.View{v}), clk, core.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := request(v, 100)
+	rows := make([]map[string]string, len(req.Entities))
+	for i, e := range req.Entities {
+		rows[i] = e.JoinKeys
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := on.Get(context.Background(), req.Features, rows)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Release()
+	}
+}

@@ -410,6 +410,10 @@ func (s *Store) GetTiles(_ context.Context, view, entity string, dst []*tiles.Ti
 	return dst, nil
 }
 
+// StableTiles implements core.StableTiles: GetTiles returns the stored
+// tile objects, and a write replaces the object rather than changing it.
+func (s *Store) StableTiles() bool { return true }
+
 // Stats are the store's size figures.
 type Stats struct {
 	Tiles    int
