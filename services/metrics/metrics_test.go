@@ -29,7 +29,6 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	metricsv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/metrics/v1"
 	"github.com/tributary-ml/tributary/services/metrics"
-	"github.com/tributary-ml/tributary/services/metrics/internal/adapters/pinotstore"
 	"github.com/tributary-ml/tributary/services/metrics/internal/pinottest"
 )
 
@@ -520,14 +519,9 @@ func TestServiceWithPinotStore(t *testing.T) {
 	brokers := testutil.Kafka(t, 2)
 	repo := writeRepo(t)
 	ctx := testutil.Context(t, 90*time.Second)
-	schema, err := pinottest.LoadSchema("../../deploy/pinot/model_minute_schema.json")
+	schema, err := pinottest.LoadDeployed("../../deploy/pinot/model_minute_schema.json", "../../deploy/pinot/model_minute_realtime_table.json")
 	if err != nil {
 		t.Fatal(err)
-	}
-	for c, typ := range pinotstore.AddedColumns {
-		if _, ok := schema.Columns[c]; !ok {
-			schema.Columns[c] = typ
-		}
 	}
 	broker := pinottest.Start(t, schema)
 	if err := kafka.EnsureTopics(ctx, []string{brokers}, kafka.TopicSpec{Name: "metrics.model_minute", Compacted: true}); err != nil {
@@ -556,7 +550,7 @@ func TestServiceWithPinotStore(t *testing.T) {
 	client := dial(t, svc.svc.GRPCAddr())
 	resp := waitTotals(t, ctx, client, int64(len(preds)), int64(len(labels)))
 	checkMinutes(t, resp, brute(preds, labels, 0.6))
-	if q := broker.Queries(); len(q) == 0 || !strings.Contains(q[len(q)-1], "FROM model_minute WHERE model = 'fraud'") {
+	if q := broker.Queries(); len(q) == 0 || !strings.Contains(q[len(q)-1], `FROM model_minute WHERE "model" = 'fraud'`) {
 		t.Fatalf("the service did not query the broker as expected: %v", q)
 	}
 	// An exception in a 200 answer is Unavailable to the caller.

@@ -63,6 +63,7 @@ var Columns = []string{
 	"score_mean", "score_psi", "accuracy", "labeled",
 	"score_histogram", "feature_psi", "feature_default_rate",
 	"score_js", "feature_js", "precision", "recall", "log_loss", "auc", "calibration_error", "state",
+	"revision",
 }
 
 // wire is a row as JSON on metrics.model_minute: map- and list-valued
@@ -93,6 +94,9 @@ type wire struct {
 	AUC                float64 `json:"auc"`
 	CalibrationError   float64 `json:"calibration_error"`
 	State              string  `json:"state"`
+	// Revision grows with every publication of a row (see Row.Revision):
+	// Pinot's upsert compares it so the latest state of a pk wins.
+	Revision int64 `json:"revision"`
 }
 
 func finite(v float64) float64 {
@@ -140,9 +144,16 @@ func (r Row) toWire() wire {
 		FeatureJS:          mustJSON(finiteMap(r.FeatureJS)),
 		Precision:          finite(r.Precision), Recall: finite(r.Recall), LogLoss: finite(r.LogLoss),
 		AUC: finite(r.AUC), CalibrationError: finite(r.CalibrationError),
-		State: state,
+		State:    state,
+		Revision: r.Revision(),
 	}
 }
+
+// Revision is the row's publication order within its key: requests plus
+// labels, since a row is published only after one of them grew. Pinot's
+// upsert uses it as the comparison column (every version of a row has the
+// same minute, so the time column cannot order them).
+func (r Row) Revision() int64 { return r.Requests + r.Labeled }
 
 // Marshal encodes the row as it travels on metrics.model_minute.
 func (r Row) Marshal() ([]byte, error) {

@@ -26,6 +26,69 @@ type Schema struct {
 	Columns map[string]string
 	// PK is the primary key column.
 	PK string
+	// Comparison is the upsert comparison column (from the table config;
+	// empty: the later record always wins).
+	Comparison string
+}
+
+// TableConfig is the part of a REALTIME table config the stand-in and the
+// deploy tests read.
+type TableConfig struct {
+	TableName      string `json:"tableName"`
+	TableType      string `json:"tableType"`
+	SegmentsConfig struct {
+		SchemaName           string `json:"schemaName"`
+		TimeColumnName       string `json:"timeColumnName"`
+		ReplicasPerPartition string `json:"replicasPerPartition"`
+	} `json:"segmentsConfig"`
+	TableIndexConfig struct {
+		InvertedIndexColumns []string          `json:"invertedIndexColumns"`
+		NoDictionaryColumns  []string          `json:"noDictionaryColumns"`
+		StreamConfigs        map[string]string `json:"streamConfigs"`
+	} `json:"tableIndexConfig"`
+	FieldConfigList []struct {
+		Name         string `json:"name"`
+		EncodingType string `json:"encodingType"`
+	} `json:"fieldConfigList"`
+	Routing struct {
+		InstanceSelectorType string `json:"instanceSelectorType"`
+	} `json:"routing"`
+	UpsertConfig *struct {
+		Mode              string   `json:"mode"`
+		ComparisonColumns []string `json:"comparisonColumns"`
+	} `json:"upsertConfig"`
+}
+
+// LoadTableConfig reads a Pinot table config JSON file.
+func LoadTableConfig(path string) (TableConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return TableConfig{}, err
+	}
+	var c TableConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return TableConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// LoadDeployed reads a schema and its REALTIME table config and returns
+// the schema with the config's upsert comparison column (the time column
+// when the config names none, as Pinot does).
+func LoadDeployed(schemaPath, tablePath string) (Schema, error) {
+	s, err := LoadSchema(schemaPath)
+	if err != nil {
+		return Schema{}, err
+	}
+	c, err := LoadTableConfig(tablePath)
+	if err != nil {
+		return Schema{}, err
+	}
+	s.Comparison = c.SegmentsConfig.TimeColumnName
+	if c.UpsertConfig != nil && len(c.UpsertConfig.ComparisonColumns) > 0 {
+		s.Comparison = c.UpsertConfig.ComparisonColumns[0]
+	}
+	return s, nil
 }
 
 // LoadSchema reads a Pinot schema JSON file.
@@ -101,8 +164,13 @@ func (b *Broker) Ingest(record []byte) error {
 		return fmt.Errorf("record without %s", b.schema.PK)
 	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Pinot's upsert replaces the current record when the new one's
+	// comparison value is greater or equal.
+	if cur, ok := b.rows[pk]; ok && b.schema.Comparison != "" && compare(row[b.schema.Comparison], cur[b.schema.Comparison]) < 0 {
+		return nil
+	}
 	b.rows[pk] = row
-	b.mu.Unlock()
 	return nil
 }
 
@@ -211,6 +279,13 @@ func tokenize(sql string) ([]string, error) {
 			}
 			toks = append(toks, "'"+sb.String())
 			i = j + 1
+		case c == '"':
+			j := strings.IndexByte(sql[i+1:], '"')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated quoted identifier")
+			}
+			toks = append(toks, sql[i:i+j+2])
+			i += j + 2
 		case c == ',' || c == '*' || c == '(' || c == ')':
 			toks = append(toks, string(c))
 			i++
@@ -253,11 +328,24 @@ func parse(sql string) (query, error) {
 		}
 		return false
 	}
+	var identErr error
+	// ident reads a column name: "quoted" or a bare word that is not one of
+	// Calcite's reserved words (Pinot rejects those unquoted).
+	ident := func() string {
+		t := peek()
+		pos++
+		if strings.HasPrefix(t, `"`) {
+			return strings.Trim(t, `"`)
+		}
+		if reserved[strings.ToUpper(t)] && identErr == nil {
+			identErr = fmt.Errorf("SQLParsingError: Encountered \"%s\": %s is a reserved keyword, quote it", t, t)
+		}
+		return t
+	}
 	list := func() []string {
 		var out []string
 		for {
-			out = append(out, peek())
-			pos++
+			out = append(out, ident())
 			if peek() != "," {
 				return out
 			}
@@ -275,8 +363,7 @@ func parse(sql string) (query, error) {
 	pos++
 	if kw("WHERE") {
 		for {
-			c := cond{col: peek()}
-			pos++
+			c := cond{col: ident()}
 			c.op = peek()
 			pos++
 			lit := peek()
@@ -326,7 +413,14 @@ func parse(sql string) (query, error) {
 	if pos != len(toks) {
 		return q, fmt.Errorf("unexpected %q", peek())
 	}
-	return q, nil
+	return q, identErr
+}
+
+// reserved are the Calcite reserved words among plausible column names.
+var reserved = map[string]bool{
+	"MINUTE": true, "HOUR": true, "DAY": true, "MONTH": true, "YEAR": true, "SECOND": true,
+	"PRECISION": true, "VALUE": true, "TIMESTAMP": true, "DATE": true, "TIME": true, "USER": true,
+	"ROWS": true, "RANGE": true, "COUNT": true, "SUM": true, "MIN": true, "MAX": true,
 }
 
 func num(v any) (float64, bool) {

@@ -26,6 +26,7 @@ const Table = "model_minute"
 var AddedColumns = map[string]string{
 	"score_js": "DOUBLE", "feature_js": "STRING", "precision": "DOUBLE", "recall": "DOUBLE",
 	"log_loss": "DOUBLE", "auc": "DOUBLE", "calibration_error": "DOUBLE", "state": "STRING",
+	"revision": "LONG",
 }
 
 // MaxModels bounds ListModels.
@@ -93,25 +94,37 @@ func (s *Store) query(ctx context.Context, sql string, params ...any) (*pinot.Re
 	return r.resp.ResultTable, nil
 }
 
+// quote makes a column name an SQL identifier: Pinot parses SQL with
+// Calcite, where some of the columns (minute, precision) are reserved words.
+func quote(col string) string { return `"` + col + `"` }
+
+func quoteAll(cols []string) string {
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = quote(c)
+	}
+	return strings.Join(q, ", ")
+}
+
 // Minutes selects rows; Pinot's upsert keeps the latest row per pk.
 func (s *Store) Minutes(ctx context.Context, q core.Query) ([]core.Row, error) {
 	var where strings.Builder
 	params := []any{q.Model, q.FromMs, q.ToMs}
-	where.WriteString("model = ? AND minute >= ? AND minute < ?")
+	where.WriteString(`"model" = ? AND "minute" >= ? AND "minute" < ?`)
 	if q.Version != "" {
-		where.WriteString(" AND version = ?")
+		where.WriteString(` AND "version" = ?`)
 		params = append(params, q.Version)
 	}
 	if q.Variant != "" {
-		where.WriteString(" AND variant = ?")
+		where.WriteString(` AND "variant" = ?`)
 		params = append(params, q.Variant)
 	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100_000
 	}
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY minute, version, variant LIMIT %d",
-		strings.Join(core.Columns, ", "), Table, where.String(), limit+1)
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT %d",
+		quoteAll(core.Columns), Table, where.String(), quoteAll([]string{"minute", "version", "variant"}), limit+1)
 	rt, err := s.query(ctx, sql, params...)
 	if err != nil {
 		return nil, err
@@ -149,7 +162,8 @@ func decodeRow(rt *pinot.ResultTable, i int) (core.Row, error) {
 
 // Models lists the model keys with rows in [fromMs, toMs).
 func (s *Store) Models(ctx context.Context, fromMs, toMs int64) ([]core.ModelKey, error) {
-	sql := fmt.Sprintf("SELECT model, version, variant FROM %s WHERE minute >= ? AND minute < ? GROUP BY model, version, variant ORDER BY model, version, variant LIMIT %d", Table, MaxModels)
+	mvv := quoteAll([]string{"model", "version", "variant"})
+	sql := fmt.Sprintf(`SELECT %s FROM %s WHERE "minute" >= ? AND "minute" < ? GROUP BY %s ORDER BY %s LIMIT %d`, mvv, Table, mvv, mvv, MaxModels)
 	rt, err := s.query(ctx, sql, fromMs, toMs)
 	if err != nil {
 		return nil, err
