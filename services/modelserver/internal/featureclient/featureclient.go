@@ -31,9 +31,10 @@ type Client struct {
 	fs   featuresv1.FeatureServiceClient
 	prop propagation.TextMapPropagator
 
-	mu       sync.Mutex
+	mu       sync.RWMutex // guards views and listedAt
 	views    map[string][]string
 	listedAt time.Time
+	listing  sync.Mutex // held by the one request that lists the views
 }
 
 // Dial connects lazily to the featureserver at addr.
@@ -102,20 +103,26 @@ func convert(fv *featuresv1.FeatureValue) core.Fetched {
 }
 
 // JoinKeys implements core.FeatureStore from ListFeatureViews, cached; an
-// unknown view lists the views again at most every viewsRefresh.
+// unknown view lists the views again at most every viewsRefresh, by one
+// request while the others go on without join keys.
 func (c *Client) JoinKeys(ctx context.Context, views []string) (map[string][]string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if out, ok := c.lookup(views); ok {
+	c.mu.RLock()
+	out, ok := c.lookup(views)
+	recent := time.Since(c.listedAt) < viewsRefresh
+	c.mu.RUnlock()
+	if ok {
 		return out, nil
 	}
-	if time.Since(c.listedAt) < viewsRefresh {
-		return nil, fmt.Errorf("feature views %v: not known to the featureserver", views)
+	if recent || !c.listing.TryLock() {
+		return nil, fmt.Errorf("feature views %v: not known to the featureserver (yet)", views)
 	}
-	c.listedAt = time.Now()
+	defer c.listing.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	resp, err := c.fs.ListFeatureViews(service.InjectOutgoing(lctx, c.prop), &featuresv1.ListFeatureViewsRequest{})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listedAt = time.Now()
 	if err != nil {
 		return nil, fmt.Errorf("list feature views: %w", err)
 	}
