@@ -85,9 +85,13 @@ func (w *Writer) Run(ctx context.Context, in <-chan *core.Batch) error {
 		msgs, done = msgs[:0], done[:0]
 		var end uint64
 		var commitTime time.Time
+		// The record timestamp (CreateTime) is when ingest hands the record to
+		// Kafka, as a Java producer sets it: time-based retention and
+		// consumers' lag tools need a real time, not 0 (1970).
+		sent := now()
 		add := func(b *core.Batch) {
 			for _, r := range b.Records {
-				msgs = append(msgs, kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value})
+				msgs = append(msgs, kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: sent})
 				if r.Op != "" {
 					counts[countKey{r.Table, r.Op}]++
 				}

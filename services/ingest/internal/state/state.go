@@ -111,12 +111,13 @@ func (s *Store) Load(ctx context.Context, slot string) (Record, bool, error) {
 
 // Save writes r and returns once Kafka acknowledged it.
 func (s *Store) Save(ctx context.Context, r Record) error {
-	r.TsMs = time.Now().UnixMilli()
+	now := time.Now()
+	r.TsMs = now.UnixMilli()
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	if err := s.Producer.Write(ctx, kafka.Message{Topic: s.Topic, Key: []byte(r.Slot), Value: v}); err != nil {
+	if err := s.Producer.Write(ctx, kafka.Message{Topic: s.Topic, Key: []byte(r.Slot), Value: v, Time: now}); err != nil {
 		return fmt.Errorf("state: save %s: %w", r.Slot, err)
 	}
 	return nil
