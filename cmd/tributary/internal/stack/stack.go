@@ -103,20 +103,20 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("featurizer: %w", err)
 	}
 
-	ms := modelserver.DefaultConfig()
-	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
-	ms.Common.AdminAddr, ms.Common.GRPCAddr = addr(ms.Common.AdminAddr), addr(ms.Common.GRPCAddr)
-	ms.Models, ms.FeatureserverAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr()
-	if s.Modelserver, err = modelserver.New(ctx, ms, modelserver.Deps{Log: svcLog("modelserver")}); err != nil {
-		return nil, fmt.Errorf("modelserver: %w", err)
-	}
-
 	mt := metrics.DefaultConfig()
 	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
 	mt.Common.AdminAddr, mt.Common.GRPCAddr = addr(mt.Common.AdminAddr), addr(mt.Common.GRPCAddr)
 	mt.Models = cfg.ModelsDir
 	if s.Metrics, err = metrics.New(ctx, mt, metrics.Deps{Log: svcLog("metrics")}); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
+	}
+
+	ms := modelserver.DefaultConfig()
+	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	ms.Common.AdminAddr, ms.Common.GRPCAddr = addr(ms.Common.AdminAddr), addr(ms.Common.GRPCAddr)
+	ms.Models, ms.FeatureserverAddr, ms.MetricsAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr(), s.Metrics.GRPCAddr()
+	if s.Modelserver, err = modelserver.New(ctx, ms, modelserver.Deps{Log: svcLog("modelserver")}); err != nil {
+		return nil, fmt.Errorf("modelserver: %w", err)
 	}
 
 	if cfg.PostgresDSN != "" {
