@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/predlog"
@@ -61,6 +62,11 @@ type Config struct {
 	AlertP99Ms string
 	// AlertWebhook receives alerts as JSON POSTs when set.
 	AlertWebhook string
+	// LabelsCDCTopic carries labels as change events of a labels table
+	// (captured by ingest); empty: only the `labels` topic.
+	LabelsCDCTopic string
+	// LabelsCDCColumns maps the table's columns: "id=...,label=...,time=...".
+	LabelsCDCColumns string
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -81,6 +87,8 @@ func DefaultConfig() Config {
 		Retention:        7 * 24 * time.Hour,
 		AlertPSI:         0.25,
 		AlertMinRequests: 100,
+		LabelsCDCTopic:   cdc.Topic("public", "labels"),
+		LabelsCDCColumns: stream.DefaultLabelColumns().String(),
 	}
 }
 
@@ -98,6 +106,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.AlertMinRequests, "alert-min-requests", c.AlertMinRequests, "scored predictions a minute needs before its drift can alert")
 	fs.StringVar(&c.AlertP99Ms, "alert-p99-ms", c.AlertP99Ms, "alert when p99 latency exceeds this: ms for all models, or model=ms,...,*=ms (empty disables)")
 	fs.StringVar(&c.AlertWebhook, "alert-webhook", c.AlertWebhook, "URL that receives each alert as a JSON POST (empty disables)")
+	fs.StringVar(&c.LabelsCDCTopic, "labels-cdc-topic", c.LabelsCDCTopic, "topic of a labels table's change events (Debezium envelope, from ingest) read as a second label source (empty disables)")
+	fs.StringVar(&c.LabelsCDCColumns, "labels-cdc-columns", c.LabelsCDCColumns, "the labels table's columns: id=<prediction id>,label=<outcome: bool or number>,time=<observed at; empty: commit time>")
 }
 
 // Validate names the first bad field.
@@ -134,6 +144,13 @@ func (c Config) Validate() error {
 	}
 	if _, err := alerts.ParseP99(c.AlertP99Ms); err != nil {
 		return fmt.Errorf("alert-p99-ms: %w", err)
+	}
+	if _, err := stream.ParseLabelColumns(c.LabelsCDCColumns); err != nil {
+		return fmt.Errorf("labels-cdc-columns: %w", err)
+	}
+	switch c.LabelsCDCTopic {
+	case predlog.LabelsTopic, predlog.PredictionsTopic, core.Topic:
+		return fmt.Errorf("labels-cdc-topic: %q is one of the service's other topics", c.LabelsCDCTopic)
 	}
 	if c.AlertWebhook != "" {
 		u, err := url.Parse(c.AlertWebhook)
@@ -224,11 +241,16 @@ func (s *Service) Run(ctx context.Context) error {
 // predictions and labels until ctx ends.
 func (s *Service) consume(ctx context.Context) error {
 	brokers := s.cfg.Common.Brokers()
-	if err := kafka.EnsureTopics(ctx, brokers,
-		kafka.TopicSpec{Name: predlog.PredictionsTopic},
-		kafka.TopicSpec{Name: predlog.LabelsTopic},
-		kafka.TopicSpec{Name: core.Topic, Compacted: true},
-	); err != nil {
+	topics := []kafka.TopicSpec{
+		{Name: predlog.PredictionsTopic},
+		{Name: predlog.LabelsTopic},
+		{Name: core.Topic, Compacted: true},
+	}
+	if s.cfg.LabelsCDCTopic != "" {
+		// Ingest creates it too; creating it here lets the service start first.
+		topics = append(topics, kafka.TopicSpec{Name: s.cfg.LabelsCDCTopic})
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, topics...); err != nil {
 		return err
 	}
 	rows, err := stream.Restore(ctx, brokers, core.Topic, s.log)
@@ -250,6 +272,10 @@ func (s *Service) consume(ctx context.Context) error {
 		return err
 	}
 	h := stream.NewHandler(s.agg, prod, writers, func(ctx context.Context, rows []core.Row) { s.alerter.Check(ctx, rows) }, s.log)
+	if s.cfg.LabelsCDCTopic != "" {
+		cols, _ := stream.ParseLabelColumns(s.cfg.LabelsCDCColumns) // checked by Validate
+		h.ConsumeCDCLabels(s.cfg.LabelsCDCTopic, cols)
+	}
 	s.handler.Store(h)
 	// Producer timestamps are wall-clock times; a minute of slack covers
 	// clock skew between producers and this host.
@@ -261,7 +287,7 @@ func (s *Service) consume(ctx context.Context) error {
 	s.log.Info("rebuilt label join", "predictions", np, "labels", nl, "since", since)
 	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: brokers, GroupID: stream.GroupID,
-		Topics:         []string{predlog.PredictionsTopic, predlog.LabelsTopic},
+		Topics:         append([]string{predlog.PredictionsTopic}, h.LabelTopics()...),
 		CommitInterval: s.cfg.FlushInterval, Log: s.log,
 	})
 	if err != nil {

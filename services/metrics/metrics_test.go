@@ -470,6 +470,8 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"label ttl", func(c *metrics.Config) { c.LabelTTL = 0 }, "label-ttl"},
 		{"flush", func(c *metrics.Config) { c.FlushInterval = -time.Second }, "flush-interval"},
 		{"grpc", func(c *metrics.Config) { c.Common.GRPCAddr = "x" }, "grpc-addr"},
+		{"labels cdc columns", func(c *metrics.Config) { c.LabelsCDCColumns = "outcome=is_fraud" }, "labels-cdc-columns"},
+		{"labels cdc topic", func(c *metrics.Config) { c.LabelsCDCTopic = "labels" }, "labels-cdc-topic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := metrics.DefaultConfig()

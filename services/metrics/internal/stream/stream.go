@@ -17,6 +17,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/predlog"
 	"github.com/tributary-ml/tributary/services/metrics/internal/core"
@@ -44,6 +45,14 @@ type Handler struct {
 
 	invalid   int64
 	published int64
+
+	// cdcTopic, when set, carries labels as change events of a labels table.
+	cdcTopic string
+	cdcCols  LabelColumns
+	dedupe   *cdc.Deduper
+	// rebuilding: records read by Rebuild are delivered again by the
+	// consumer; a bad one is counted and logged then, not twice.
+	rebuilding bool
 }
 
 var _ kafka.Handler = (*Handler)(nil)
@@ -55,6 +64,21 @@ func NewHandler(agg *core.Aggregator, pub Publisher, writers []core.RowWriter, o
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Handler{agg: agg, pub: pub, writers: writers, onRows: onRows, log: log, dec: newDecoder()}
+}
+
+// ConsumeCDCLabels makes the handler read labels from topic as Debezium
+// change events of a labels table with the columns cols (besides the
+// `labels` topic). Call it before the first record.
+func (h *Handler) ConsumeCDCLabels(topic string, cols LabelColumns) {
+	h.cdcTopic, h.cdcCols, h.dedupe = topic, cols, cdc.NewDeduper()
+}
+
+// LabelTopics are the topics the handler reads labels from.
+func (h *Handler) LabelTopics() []string {
+	if h.cdcTopic == "" {
+		return []string{predlog.LabelsTopic}
+	}
+	return []string{predlog.LabelsTopic, h.cdcTopic}
 }
 
 // Handle folds one record. Records that do not decode are counted, logged
@@ -71,6 +95,21 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 			return nil
 		}
 		h.agg.AddLabel(l.PredictionID, l.Value, l.TimeMs, src)
+	case h.cdcTopic:
+		l, err := decodeCDCLabel(m.Value, h.cdcCols)
+		if errors.Is(err, errNotALabel) {
+			return nil
+		}
+		if err != nil {
+			h.reject(m, "cdc label", err)
+			return nil
+		}
+		// An ingest restart re-sends changes after the slot's confirmed
+		// position under new offsets: drop them by LSN.
+		if l.op != cdc.OpRead && l.pos != (cdc.Position{}) && !h.dedupe.Fresh(m.Topic, m.Partition, l.op, l.pos) {
+			return nil
+		}
+		h.agg.AddLabel(l.id, l.value, l.tsMs, src)
 	default:
 		p, err := h.dec.decode(m.Value)
 		if err != nil {
@@ -84,6 +123,9 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 }
 
 func (h *Handler) reject(m kafka.Message, what string, err error) {
+	if h.rebuilding {
+		return
+	}
 	h.invalid++
 	if err == nil {
 		err = errors.New("prediction_id: empty")
@@ -215,13 +257,23 @@ func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time
 	if err != nil {
 		return preds, labels, fmt.Errorf("rebuild label join: %w", err)
 	}
-	err = scan(ctx, brokers, predlog.LabelsTopic, since, func(m kafkago.Message) {
-		if err := h.Handle(ctx, m); err == nil {
-			labels++
+	h.mu.Lock()
+	h.rebuilding = true
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.rebuilding = false
+		h.mu.Unlock()
+	}()
+	for _, topic := range h.LabelTopics() {
+		err = scan(ctx, brokers, topic, since, func(m kafkago.Message) {
+			if err := h.Handle(ctx, m); err == nil {
+				labels++
+			}
+		})
+		if err != nil {
+			return preds, labels, fmt.Errorf("rebuild label join: %w", err)
 		}
-	})
-	if err != nil {
-		return preds, labels, fmt.Errorf("rebuild label join: %w", err)
 	}
 	return preds, labels, nil
 }
