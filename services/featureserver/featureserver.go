@@ -121,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxValues, "max-values", c.Limits.MaxValues, "most rows × features per request")
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
+	fs.IntVar(&c.Limits.WindowCacheEntries, "window-cache-entries", c.Limits.WindowCacheEntries, "runs of tiles whose merged windows are cached (embedded store); 0 disables")
 	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request; 0: 32 for embedded, 1 for scylla")
 }
 
