@@ -106,7 +106,7 @@ func Key(view, entity string, resMs, startMs int64) string {
 }
 
 // Encode renders the tile as JSON, its format on the topic.
-func (t *Tile) Encode() ([]byte, error) { return json.Marshal(t) }
+func (t *Tile) Encode() ([]byte, error) { return t.AppendJSON(make([]byte, 0, 256)) }
 
 // Decode parses a tile and checks the fields readers rely on.
 func Decode(b []byte) (*Tile, error) {

@@ -89,6 +89,27 @@ func TestTileRoundTripAndDecodeErrors(t *testing.T) {
 	}
 }
 
+func TestQuantilesEncodeLikeEncodingJSON(t *testing.T) {
+	q := &Quantiles{}
+	for _, x := range []float64{-3, -0.5, 0, 2, 2, 9, 1e6} {
+		q.Add(x)
+	}
+	tl := &Tile{View: "v", Entity: "e", Features: map[string]*IR{"f": {Count: 7, Quantiles: q}, "g": {Quantiles: &Quantiles{}}}}
+	got, err := tl.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := json.Marshal(tl)
+	g, _ := json.Marshal(back)
+	if string(w) != string(g) {
+		t.Fatalf("quantiles did not survive the hand-written encoding:\n%s\n%s\n(encoded %s)", w, g, got)
+	}
+}
+
 func TestIRMergeEqualsSequentialAdds(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	aggs := []string{"count", "sum", "avg", "min", "max", "stddev", "first", "last", "approx_distinct", "p50", "p99"}
@@ -225,6 +246,31 @@ func FuzzDecode(f *testing.F) {
 		}
 		if _, err := Decode(out); err != nil {
 			t.Fatalf("re-encoded tile does not decode: %v\n%s", err, out)
+		}
+	})
+}
+
+// FuzzAppendJSONMatchesEncodingJSON: the hand-written encoder writes the
+// document encoding/json writes for the same tile.
+func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
+	f.Add("v", "e<&>\u2028\xff", 3.5, 1e-7, 2e21, "p\n\"x", int64(5))
+	f.Fuzz(func(t *testing.T, view, entity string, x, y, z float64, s string, n int64) {
+		if math.IsNaN(x+y+z) || math.IsInf(x+y+z, 0) {
+			return
+		}
+		tl := &Tile{View: view, Entity: entity, ResolutionMs: n, StartMs: -n, MaxEventMs: n * 2,
+			Features: map[string]*IR{"b": {Count: n, Sum: x, SumSq: y, Min: z, Max: -x, First: s, FirstMs: n, Last: x, LastMs: -n}, "a": {}},
+			Offsets:  map[string]int64{"t/1": n, "t/0": 1}}
+		got, err := tl.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(tl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
 		}
 	})
 }

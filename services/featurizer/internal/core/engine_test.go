@@ -373,3 +373,5 @@ func diffSnapshots(want, got map[string]*tiles.Tile) string {
 	}
 	return ""
 }
+
+func decodeTile(b []byte) (*tiles.Tile, error) { return tiles.Decode(b) }

@@ -1,0 +1,255 @@
+package tiles
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// AppendJSON appends the tile's JSON (the same document json.Marshal
+// writes, field for field) to b. It is the featurizer's hot path: every
+// flush encodes every changed tile, and reflection-based encoding of the
+// feature map cost more than aggregating the events.
+func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"view":`...)
+	b = appendString(b, t.View)
+	b = append(b, `,"entity":`...)
+	b = appendString(b, t.Entity)
+	b = append(b, `,"res_ms":`...)
+	b = strconv.AppendInt(b, t.ResolutionMs, 10)
+	b = append(b, `,"start_ms":`...)
+	b = strconv.AppendInt(b, t.StartMs, 10)
+	b = append(b, `,"max_event_ms":`...)
+	b = strconv.AppendInt(b, t.MaxEventMs, 10)
+	b = append(b, `,"features":`...)
+	if t.Features == nil {
+		b = append(b, "null"...)
+	} else {
+		names := make([]string, 0, len(t.Features))
+		for n := range t.Features {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		b = append(b, '{')
+		for i, n := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, n)
+			b = append(b, ':')
+			var err error
+			if b, err = t.Features[n].appendJSON(b); err != nil {
+				return nil, fmt.Errorf("feature %s: %w", n, err)
+			}
+		}
+		b = append(b, '}')
+	}
+	if len(t.Offsets) > 0 {
+		srcs := make([]string, 0, len(t.Offsets))
+		for s := range t.Offsets {
+			srcs = append(srcs, s)
+		}
+		slices.Sort(srcs)
+		b = append(b, `,"offsets":{`...)
+		for i, s := range srcs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, t.Offsets[s], 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+func (ir *IR) appendJSON(b []byte) ([]byte, error) {
+	if ir == nil {
+		return append(b, "null"...), nil
+	}
+	var err error
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, ir.Count, 10)
+	if ir.NumCount != 0 {
+		b = append(b, `,"nn":`...)
+		b = strconv.AppendInt(b, ir.NumCount, 10)
+	}
+	for _, f := range [...]struct {
+		key string
+		v   float64
+	}{{`,"sum":`, ir.Sum}, {`,"sq":`, ir.SumSq}, {`,"min":`, ir.Min}, {`,"max":`, ir.Max}} {
+		if f.v != 0 {
+			b = append(b, f.key...)
+			if b, err = appendFloat(b, f.v); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ir.First != nil {
+		b = append(b, `,"first":`...)
+		if b, err = appendAny(b, ir.First); err != nil {
+			return nil, err
+		}
+	}
+	if ir.FirstMs != 0 {
+		b = append(b, `,"first_ms":`...)
+		b = strconv.AppendInt(b, ir.FirstMs, 10)
+	}
+	if ir.Last != nil {
+		b = append(b, `,"last":`...)
+		if b, err = appendAny(b, ir.Last); err != nil {
+			return nil, err
+		}
+	}
+	if ir.LastMs != 0 {
+		b = append(b, `,"last_ms":`...)
+		b = strconv.AppendInt(b, ir.LastMs, 10)
+	}
+	if ir.Distinct != nil {
+		j, err := ir.Distinct.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"dc":`...)
+		b = append(b, j...)
+	}
+	if q := ir.Quantiles; q != nil {
+		b = append(b, `,"q":{`...)
+		sep := false
+		for _, m := range [...]struct {
+			key string
+			m   map[int32]int64
+		}{{`"p":{`, q.Pos}, {`"m":{`, q.Neg}} {
+			if len(m.m) == 0 {
+				continue
+			}
+			if sep {
+				b = append(b, ',')
+			}
+			sep = true
+			b = append(b, m.key...)
+			for i, k := range sortedKeys(m.m) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = strconv.AppendInt(b, int64(k), 10)
+				b = append(b, '"', ':')
+				b = strconv.AppendInt(b, m.m[k], 10)
+			}
+			b = append(b, '}')
+		}
+		if q.Zero != 0 {
+			if sep {
+				b = append(b, ',')
+			}
+			b = append(b, `"z":`...)
+			b = strconv.AppendInt(b, q.Zero, 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
+}
+
+func appendAny(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return appendString(b, x), nil
+	case float64:
+		return appendFloat(b, x)
+	case json.Number:
+		if x == "" {
+			return append(b, '0'), nil
+		}
+		return append(b, x...), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, j...), nil
+}
+
+// appendFloat writes f as encoding/json does.
+func appendFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("unsupported value %v", f)
+	}
+	abs := math.Abs(f)
+	fmtc := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmtc = 'e'
+	}
+	b = strconv.AppendFloat(b, f, fmtc, -1, 64)
+	if fmtc == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string (escaping like encoding/json,
+// including <, > and & as \u003c etc.).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
