@@ -240,6 +240,8 @@ func (s *Service) Run(ctx context.Context) error {
 // consume creates missing topics, restores the published rows, then folds
 // predictions and labels until ctx ends.
 func (s *Service) consume(ctx context.Context) error {
+	// Whatever the way out, the alerter sends what is queued and stops.
+	defer s.alerter.Close()
 	brokers := s.cfg.Common.Brokers()
 	topics := []kafka.TopicSpec{
 		{Name: predlog.PredictionsTopic},
@@ -258,6 +260,8 @@ func (s *Service) consume(ctx context.Context) error {
 		return err
 	}
 	s.agg.Restore(rows)
+	// The restored rows were checked for alerts before the restart.
+	s.alerter.Seed(rows)
 	var writers []core.RowWriter
 	if s.cfg.Store == StoreEmbedded {
 		// Pinot ingests metrics.model_minute itself.

@@ -405,15 +405,31 @@ func TestServiceAggregatesRestartsAndAnswers(t *testing.T) {
 	}
 
 	// Restart: the second instance restores the rows and adds to them
-	// without counting anything twice.
+	// without counting anything twice, and without alerting again for the
+	// minutes whose alerts the first instance raised.
 	svc.stop(t)
 	more, moreLabels := workload(600, 300)
 	produce(t, ctx, brokers, more, moreLabels)
-	svc2 := start(t, brokers, repo)
+	svc2 := start(t, brokers, repo, func(c *metrics.Config) {
+		c.AlertP99Ms = "fraud=5"
+		c.AlertWebhook = hook.URL
+	})
 	client2 := dial(t, svc2.svc.GRPCAddr())
 	all, allLabels := append(preds, more...), append(labels, moreLabels...)
 	resp = waitTotals(t, ctx, client2, int64(len(all)), int64(len(allLabels)))
 	checkMinutes(t, resp, brute(all, allLabels, 0.6))
+	// A new variant's slow minute: the restarted alerter does alert.
+	var slow []predlog.Prediction
+	for i := 0; i < 20; i++ {
+		slow = append(slow, predlog.Prediction{PredictionID: fmt.Sprintf("slow%d", i), Model: "fraud", Version: "v1", Variant: "c",
+			Score: 0.5, LatencyMs: 40, TimeMs: base.Add(3 * time.Minute).UnixMilli()})
+	}
+	produce(t, ctx, brokers, slow, nil)
+	waitTotals(t, ctx, client2, int64(len(all)+len(slow)), int64(len(allLabels)))
+	svc2.stop(t) // sends the queued webhooks before it returns
+	if n := hooks.Load(); n != 5 {
+		t.Errorf("%d latency alerts posted over both runs, want 4 before the restart and 1 (variant c) after", n)
+	}
 }
 
 func TestGetModelHealthErrors(t *testing.T) {

@@ -86,6 +86,9 @@ type Alerter struct {
 	client *http.Client
 	queue  chan Alert
 
+	stop     chan struct{}
+	stopOnce sync.Once
+
 	mu    sync.Mutex
 	fired map[string]int64 // alert identity → last minute it fired for
 	// dropped counts webhooks not sent because the queue was full.
@@ -100,7 +103,7 @@ func New(cfg Config, log *slog.Logger, meter metric.Meter, client *http.Client) 
 	if client == nil {
 		client = &http.Client{Timeout: 5 * time.Second}
 	}
-	a := &Alerter{cfg: cfg, log: log, client: client, queue: make(chan Alert, 256), fired: map[string]int64{}}
+	a := &Alerter{cfg: cfg, log: log, client: client, queue: make(chan Alert, 256), fired: map[string]int64{}, stop: make(chan struct{})}
 	if meter != nil {
 		c, err := meter.Int64Counter("tributary_metrics_alerts",
 			metric.WithDescription("model health alerts raised, by kind and model"))
@@ -125,38 +128,67 @@ func (a *Alerter) p99Threshold(model string) (float64, bool) {
 func (a *Alerter) Check(ctx context.Context, rows []core.Row) []Alert {
 	var raised []Alert
 	for _, r := range rows {
-		base := Alert{Model: r.Model, Version: r.Version, Variant: r.Variant, Minute: time.UnixMilli(r.Minute).UTC()}
-		scored := r.Requests - r.Errors
-		if a.cfg.PSI > 0 && scored >= a.cfg.MinRequests {
-			if r.ScorePSI > a.cfg.PSI {
-				al := base
-				al.Kind, al.Value, al.Threshold = ScoreDrift, r.ScorePSI, a.cfg.PSI
-				raised = a.raise(ctx, raised, al, r.Minute)
-			}
-			names := make([]string, 0, len(r.FeaturePSI))
-			for n := range r.FeaturePSI {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				if v := r.FeaturePSI[n]; v > a.cfg.PSI {
-					al := base
-					al.Kind, al.Feature, al.Value, al.Threshold = FeatureDrift, n, v, a.cfg.PSI
-					raised = a.raise(ctx, raised, al, r.Minute)
-				}
-			}
-		}
-		if th, ok := a.p99Threshold(r.Model); ok && r.Requests > 0 && r.LatencyP99Ms > th {
-			al := base
-			al.Kind, al.Value, al.Threshold = LatencyP99, r.LatencyP99Ms, th
+		for _, al := range a.conditions(r) {
 			raised = a.raise(ctx, raised, al, r.Minute)
 		}
 	}
 	return raised
 }
 
+// Seed records the alerts that rows published before a restart called for
+// as already raised, without raising them: the restored rows are what the
+// previous process checked, so the current minute does not alert again.
+func (a *Alerter) Seed(rows []core.Row) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range rows {
+		for _, al := range a.conditions(r) {
+			if id := al.id(); a.fired[id] < r.Minute {
+				a.fired[id] = r.Minute
+			}
+		}
+	}
+}
+
+// conditions returns the alerts row r calls for, in a stable order.
+func (a *Alerter) conditions(r core.Row) []Alert {
+	var out []Alert
+	base := Alert{Model: r.Model, Version: r.Version, Variant: r.Variant, Minute: time.UnixMilli(r.Minute).UTC()}
+	scored := r.Requests - r.Errors
+	if a.cfg.PSI > 0 && scored >= a.cfg.MinRequests {
+		if r.ScorePSI > a.cfg.PSI {
+			al := base
+			al.Kind, al.Value, al.Threshold = ScoreDrift, r.ScorePSI, a.cfg.PSI
+			out = append(out, al)
+		}
+		names := make([]string, 0, len(r.FeaturePSI))
+		for n := range r.FeaturePSI {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if v := r.FeaturePSI[n]; v > a.cfg.PSI {
+				al := base
+				al.Kind, al.Feature, al.Value, al.Threshold = FeatureDrift, n, v, a.cfg.PSI
+				out = append(out, al)
+			}
+		}
+	}
+	if th, ok := a.p99Threshold(r.Model); ok && r.Requests > 0 && r.LatencyP99Ms > th {
+		al := base
+		al.Kind, al.Value, al.Threshold = LatencyP99, r.LatencyP99Ms, th
+		out = append(out, al)
+	}
+	return out
+}
+
+// id is the alert's identity: one alert per identity and minute.
+func (al Alert) id() string {
+	return al.Kind + "|" + al.Model + "|" + al.Version + "|" + al.Variant + "|" + al.Feature
+}
+
 func (a *Alerter) raise(ctx context.Context, raised []Alert, al Alert, minute int64) []Alert {
-	id := al.Kind + "|" + al.Model + "|" + al.Version + "|" + al.Variant + "|" + al.Feature
+	id := al.id()
 	a.mu.Lock()
 	last, ok := a.fired[id]
 	if ok && last >= minute {
@@ -183,21 +215,65 @@ func (a *Alerter) raise(ctx context.Context, raised []Alert, al Alert, minute in
 	return append(raised, al)
 }
 
-// Run sends queued alerts to the webhook until ctx ends.
+// Close tells Run that no more alerts will be queued: Run sends what is
+// queued and returns. Safe to call more than once.
+func (a *Alerter) Close() { a.stopOnce.Do(func() { close(a.stop) }) }
+
+// shutdownGrace bounds how long Run waits, once ctx ended, for Close (the
+// consumer's last flush may still raise alerts) and then for the webhook.
+const shutdownGrace = 10 * time.Second
+
+// Run sends queued alerts to the webhook until Close, or until ctx ended
+// and Close did not follow within a grace period; alerts queued by then
+// are still sent.
 func (a *Alerter) Run(ctx context.Context) error {
 	if a.cfg.Webhook == "" {
 		<-ctx.Done()
 		return nil
 	}
+	var grace <-chan time.Time
+	done := ctx.Done()
 	for {
 		select {
-		case <-ctx.Done():
-			return nil
 		case al := <-a.queue:
-			if err := a.send(ctx, al); err != nil {
-				a.log.Warn("alert webhook", "url", a.cfg.Webhook, "err", err)
-			}
+			a.deliver(ctx, al)
+		case <-done:
+			done = nil
+			t := time.NewTimer(shutdownGrace)
+			defer t.Stop()
+			grace = t.C
+		case <-grace:
+			a.drain(ctx)
+			return nil
+		case <-a.stop:
+			a.drain(ctx)
+			return nil
 		}
+	}
+}
+
+func (a *Alerter) drain(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	for {
+		select {
+		case al := <-a.queue:
+			a.deliver(ctx, al)
+		default:
+			return
+		}
+	}
+}
+
+func (a *Alerter) deliver(ctx context.Context, al Alert) {
+	if ctx.Err() != nil {
+		ctx = context.WithoutCancel(ctx)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, shutdownGrace)
+		defer cancel()
+	}
+	if err := a.send(ctx, al); err != nil {
+		a.log.Warn("alert webhook", "url", a.cfg.Webhook, "err", err)
 	}
 }
 

@@ -95,10 +95,78 @@ func TestCheckRaisesOncePerMinuteAndPostsWebhook(t *testing.T) {
 		return nil
 	})
 	cancel()
+	a.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if got[0].Threshold != 0.25 || got[0].Model != "fraud" || got[0].Minute.UnixMilli() != m0 {
 		t.Fatalf("first post %+v", got[0])
+	}
+}
+
+// TestSeedDoesNotRefireRestoredMinute: after a restart the alerter is
+// seeded with the restored rows; a re-publication of their minute raises
+// only conditions the restored row did not already call for.
+func TestSeedDoesNotRefireRestoredMinute(t *testing.T) {
+	p99, _ := ParseP99("50")
+	cfg := Config{PSI: 0.25, MinRequests: 100, P99Ms: p99}
+	m0 := int64(1_793_527_200_000)
+	published := row("fraud", m0, 500, 0.3, 10, map[string]float64{"amount": 0.5})
+
+	first, err := New(cfg, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(first.Check(context.Background(), []core.Row{published})); n != 2 {
+		t.Fatalf("before the restart: %d alerts, want score and amount drift", n)
+	}
+
+	a, err := New(cfg, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Seed([]core.Row{published})
+	// The same minute with more predictions, now also slow.
+	again := row("fraud", m0, 700, 0.35, 80, map[string]float64{"amount": 0.6})
+	raised := a.Check(context.Background(), []core.Row{again})
+	if len(raised) != 1 || raised[0].Kind != LatencyP99 {
+		t.Fatalf("re-published restored minute raised %v, want only the new p99 alert", raised)
+	}
+	if next := a.Check(context.Background(), []core.Row{row("fraud", m0+core.MinuteMs, 500, 0.3, 1, nil)}); len(next) != 1 || next[0].Kind != ScoreDrift {
+		t.Fatalf("next minute raised %v, want score drift", next)
+	}
+}
+
+// TestRunSendsQueuedAlertsOnClose: alerts raised after the context ended
+// (the consumer's last flush) are still posted before Run returns.
+func TestRunSendsQueuedAlertsOnClose(t *testing.T) {
+	var mu sync.Mutex
+	posts := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		posts++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	a, err := New(Config{PSI: 0.25, Webhook: srv.URL}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	cancel()
+	m0 := int64(1_793_527_200_000)
+	if n := len(a.Check(context.Background(), []core.Row{row("fraud", m0, 500, 0.3, 1, map[string]float64{"a": 1, "b": 1})})); n != 3 {
+		t.Fatalf("%d alerts raised, want 3", n)
+	}
+	a.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if posts != 3 {
+		t.Fatalf("%d posts when Run returned, want 3", posts)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -449,6 +450,9 @@ func TestAggregatorCrashAndRedelivery(t *testing.T) {
 				if !reflect.DeepEqual(got[k].State, w[k].State) {
 					t.Errorf("row %s after the crash: requests %d labeled %d, want %d %d", k.PK(), got[k].Requests, got[k].Labeled, w[k].Requests, w[k].Labeled)
 				}
+				if !reflect.DeepEqual(got[k].Metrics, w[k].Metrics) {
+					t.Errorf("row %s after the crash: figures %+v, want %+v", k.PK(), got[k].Metrics, w[k].Metrics)
+				}
 			}
 			if b.Stats().Duplicates == 0 && tc.redeliverFrom < tc.published {
 				t.Error("no duplicates recognised")
@@ -612,5 +616,89 @@ func TestLabelWaitingAcrossPublishAndCrash(t *testing.T) {
 	c.AddPrediction("p", k, t0+5, &Prediction{Score: 0.9}, Source{"predictions", 0, 1})
 	if again := c.Flush(); len(again) != 0 && (again[0].Labeled != 1 || again[0].Requests != 2) {
 		t.Fatalf("after the second restart: %+v, want unchanged", again)
+	}
+}
+
+// TestScoreMeanExactInAnyOrder: the score mean has the same bits whatever
+// order predictions arrive in (partitions interleave differently after a
+// restart) and across a publish, restore and resume, where a float sum
+// would differ in its last bits.
+func TestScoreMeanExactInAnyOrder(t *testing.T) {
+	t.Parallel()
+	k := Key{ModelKey: ModelKey{Model: "m", Version: "v1", Variant: "a"}}
+	scores := make([]float64, 5000)
+	for i := range scores {
+		scores[i] = float64((i*7919)%10007) / 10007 // irregular values in [0, 1)
+	}
+	// The premise: float sums of these scores depend on the order.
+	fwd, rev := 0.0, 0.0
+	for i := range scores {
+		fwd += scores[i]
+		rev += scores[len(scores)-1-i]
+	}
+	if fwd == rev {
+		t.Fatal("test premise: float sums in two orders should differ")
+	}
+	mean := func(order []int, restartAt int) Row {
+		a := NewAggregator(AggregatorConfig{}, catalog{})
+		for n, i := range order {
+			if n == restartAt {
+				rows := a.Flush()
+				b, err := rows[0].Marshal()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := UnmarshalRow(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a = NewAggregator(AggregatorConfig{}, catalog{})
+				a.Restore([]Row{r})
+			}
+			a.AddPrediction(fmt.Sprint(i), k, int64(i), &Prediction{Score: scores[i]}, Source{Offset: -1})
+		}
+		return a.Flush()[0]
+	}
+	forward, reverse := make([]int, len(scores)), make([]int, len(scores))
+	for i := range scores {
+		forward[i], reverse[i] = i, len(scores)-1-i
+	}
+	want := mean(forward, -1)
+	for _, tc := range []struct {
+		name      string
+		order     []int
+		restartAt int
+	}{
+		{"reverse order", reverse, -1},
+		{"restart halfway", forward, 2500},
+		{"reverse with a restart", reverse, 1234},
+	} {
+		if got := mean(tc.order, tc.restartAt); got.ScoreMean != want.ScoreMean {
+			t.Errorf("%s: score mean %v, want %v bit for bit", tc.name, got.ScoreMean, want.ScoreMean)
+		}
+	}
+	if math.Abs(want.ScoreMean-fwd/float64(len(scores))) > 1e-9 {
+		t.Errorf("score mean %v, want %v", want.ScoreMean, fwd/float64(len(scores)))
+	}
+}
+
+func TestLegacyScoreSumIsUpgraded(t *testing.T) {
+	r := Row{Key: Key{ModelKey: ModelKey{Model: "m"}}, State: NewState()}
+	r.State.Requests, r.State.Scored = 4, 4
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A row as the service wrote it before score_sum_nanos.
+	old := strings.Replace(string(b), `\"score_sum_nanos\":0`, `\"score_sum\":1.5`, 1)
+	if old == string(b) {
+		t.Fatalf("no score_sum_nanos in %s", b)
+	}
+	got, err := UnmarshalRow([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State.ScoreSumNanos != 1_500_000_000 || got.State.LegacyScoreSum != 0 || got.State.Derive(ModelInfo{}).ScoreMean != 0.375 {
+		t.Fatalf("upgraded state %+v", got.State)
 	}
 }

@@ -214,6 +214,7 @@ func (w wire) row() (Row, error) {
 		if err := s.Validate(); err != nil {
 			return Row{}, fmt.Errorf("row: %w", err)
 		}
+		s.upgrade()
 		r.State = s
 	}
 	return r, nil

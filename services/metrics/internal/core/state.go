@@ -24,8 +24,16 @@ type State struct {
 	// Latency holds every request's latency, errors included.
 	Latency Sketch `json:"latency"`
 	// Scored counts predictions without error; scores, features and labels are about them.
-	Scored   int64   `json:"scored"`
-	ScoreSum float64 `json:"score_sum"`
+	Scored int64 `json:"scored"`
+	// ScoreSumNanos is the sum of the scores in units of 1e-9 (each score
+	// rounded, clamped to ±1e6): like LogLossNanos, an integer sum gives the
+	// same bits whatever order predictions arrive in, so the mean after a
+	// restart equals the mean without one. Sums stay exact while their
+	// magnitude is below 9.2e9 (nine billion scores in [0, 1] per row).
+	ScoreSumNanos int64 `json:"score_sum_nanos"`
+	// LegacyScoreSum is the float sum of rows written before
+	// ScoreSumNanos existed; decoding moves it into ScoreSumNanos.
+	LegacyScoreSum float64 `json:"score_sum,omitempty"`
 	// Scores counts scores in ScoreBins equal bins over [0, 1] (clamped).
 	Scores []int64 `json:"scores"`
 	// Defaulted counts, per input seen, the predictions in which it took its default.
@@ -93,7 +101,7 @@ func (s *State) add(p *Prediction, base *Baseline) {
 		return
 	}
 	s.Scored++
-	s.ScoreSum += p.Score
+	s.ScoreSumNanos += scoreNanos(p.Score)
 	s.Scores[scoreBin(p.Score)]++
 	if s.Defaulted == nil && len(p.Features)+len(p.Defaulted) > 0 {
 		s.Defaulted = make(map[string]int64, len(p.Features))
@@ -161,6 +169,32 @@ func (s *State) addLabel(score, label, threshold float64) {
 
 func nanos(v float64) int64 { return int64(math.Round(v * 1e9)) }
 
+// maxScore bounds a score's magnitude in the integer sum, so that sums of
+// billions of scores stay within int64 and NaN or ±Inf cannot poison it.
+const maxScore = 1e6
+
+func scoreNanos(v float64) int64 {
+	switch {
+	case math.IsNaN(v):
+		return 0
+	case v > maxScore:
+		v = maxScore
+	case v < -maxScore:
+		v = -maxScore
+	}
+	return nanos(v)
+}
+
+// upgrade moves fields of older encodings into the current ones.
+func (s *State) upgrade() {
+	if s.LegacyScoreSum != 0 {
+		if s.ScoreSumNanos == 0 {
+			s.ScoreSumNanos = scoreNanos(s.LegacyScoreSum)
+		}
+		s.LegacyScoreSum = 0
+	}
+}
+
 func addCounts(dst, src []int64) []int64 {
 	if src == nil {
 		return dst
@@ -184,7 +218,7 @@ func (s *State) Merge(o *State) {
 	s.Errors += o.Errors
 	s.Latency.Merge(&o.Latency)
 	s.Scored += o.Scored
-	s.ScoreSum += o.ScoreSum
+	s.ScoreSumNanos += o.ScoreSumNanos
 	s.Scores = addCounts(s.Scores, o.Scores)
 	for n, c := range o.Defaulted {
 		if s.Defaulted == nil {
@@ -245,8 +279,8 @@ func (s *State) Validate() error {
 	if s.LogLossNanos < 0 {
 		return fmt.Errorf("state: negative log loss")
 	}
-	if math.IsNaN(s.ScoreSum) {
-		return fmt.Errorf("state: NaN sum")
+	if math.IsNaN(s.LegacyScoreSum) || math.IsInf(s.LegacyScoreSum, 0) {
+		return fmt.Errorf("state: score_sum is not finite")
 	}
 	return s.Latency.validate()
 }
@@ -281,7 +315,7 @@ func (s *State) Derive(info ModelInfo) Metrics {
 		Labeled:            s.Labeled,
 	}
 	if s.Scored > 0 {
-		m.ScoreMean = s.ScoreSum / float64(s.Scored)
+		m.ScoreMean = float64(s.ScoreSumNanos) / 1e9 / float64(s.Scored)
 		for n, c := range s.Defaulted {
 			m.FeatureDefaultRate[n] = float64(c) / float64(s.Scored)
 		}
