@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -257,6 +258,31 @@ func TestEventsInTilesOutAndRestartRestores(t *testing.T) {
 	waitValue(t, broker, views, "txns:n_1h", "u1", now, 2.0)
 	waitValue(t, broker, views, "txns:n_1h", "u2", now, 0.0)
 
+	// The metrics the issue asks for are on the admin port.
+	testutil.Eventually(t, 10*time.Second, "featurizer metrics", func() error {
+		resp, err := http.Get("http://" + r.svc.AdminAddr() + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{
+			"tributary_featurizer_events_total 11", // 6 clicks, 5 change events
+			"tributary_featurizer_late_events_dropped_total 1",
+			"tributary_featurizer_tiles_emitted_total",
+			"tributary_featurizer_state_tiles",
+			`tributary_kafka_consumer_lag{group="tributary-featurizer",partition="`,
+		} {
+			if !strings.Contains(string(body), want) {
+				return fmt.Errorf("no %q in /metrics:\n%s", want, grepLines(string(body), "tributary_"))
+			}
+		}
+		return nil
+	})
+
 	r.stop(t)
 	before := readTiles(t, broker)
 
@@ -308,3 +334,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
