@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS public.labels (
     prediction_id text PRIMARY KEY,
     txn_id        bigint,
     user_id       text,
+    merchant_id   text,
     is_fraud      boolean NOT NULL,
     labeled_at    timestamptz NOT NULL DEFAULT now()
 );

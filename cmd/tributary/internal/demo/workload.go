@@ -107,7 +107,15 @@ type due struct {
 	at    time.Time
 	click *Click
 	txn   *Txn
-	label *predlog.Label
+	label *label
+}
+
+// label is the outcome of a scored transaction, known some time later.
+type label struct {
+	predlog.Label
+	txnID    int64
+	user     string
+	merchant string
 }
 
 type queue []due
@@ -178,11 +186,26 @@ func (w *Workload) Run(ctx context.Context) error {
 					msgs = append(msgs, clickMessage(*d.click, now))
 					w.Stats.Events.Add(1)
 				case d.label != nil:
-					b, _ := json.Marshal(d.label)
-					msgs = append(msgs, kafka.Message{Topic: predlog.LabelsTopic, Key: []byte(d.label.PredictionID), Value: b})
+					// With PostgreSQL the outcome is recorded in public.labels and
+					// reaches the metrics service through CDC; without it, on `labels`.
+					if db != nil {
+						if _, err := db.Exec(ctx, `INSERT INTO labels (prediction_id, txn_id, user_id, merchant_id, is_fraud)
+							VALUES ($1, $2, $3, $4, $5) ON CONFLICT (prediction_id) DO NOTHING`,
+							d.label.PredictionID, d.label.txnID, d.label.user, d.label.merchant, d.label.Value == 1); err != nil {
+							if ctx.Err() != nil {
+								return nil
+							}
+							w.Stats.Errors.Add(1)
+							w.cfg.Log.Warn("demo label", "err", err)
+							continue
+						}
+					} else {
+						b, _ := json.Marshal(d.label.Label)
+						msgs = append(msgs, kafka.Message{Topic: predlog.LabelsTopic, Key: []byte(d.label.PredictionID), Value: b})
+					}
 					w.Stats.Labels.Add(1)
 				case d.txn != nil:
-					id, err := w.transaction(ctx, predict, db, *d.txn)
+					id, txnID, err := w.transaction(ctx, predict, db, *d.txn)
 					if err != nil {
 						if ctx.Err() != nil {
 							return nil
@@ -191,7 +214,11 @@ func (w *Workload) Run(ctx context.Context) error {
 						w.cfg.Log.Warn("demo transaction", "user", d.txn.UserID, "err", err)
 						continue
 					}
-					heap.Push(&q, due{at: now.Add(w.cfg.LabelDelay), label: &predlog.Label{PredictionID: id, Value: b2f(d.txn.Fraud), TimeMs: now.Add(w.cfg.LabelDelay).UnixMilli()}})
+					at := now.Add(w.cfg.LabelDelay)
+					heap.Push(&q, due{at: at, label: &label{
+						Label: predlog.Label{PredictionID: id, Value: b2f(d.txn.Fraud), TimeMs: at.UnixMilli()},
+						txnID: txnID, user: d.txn.UserID, merchant: d.txn.Merchant,
+					}})
 				}
 			}
 			if len(msgs) > 0 {
@@ -210,8 +237,9 @@ func clickMessage(c Click, now time.Time) kafka.Message {
 }
 
 // transaction scores a payment the way a payment service would (before it
-// is recorded), then records it in PostgreSQL.
-func (w *Workload) transaction(ctx context.Context, predict servingv1.PredictionServiceClient, db *pgx.Conn, t Txn) (string, error) {
+// is recorded), then records it in PostgreSQL. It returns the prediction id
+// and the transaction id (0 without PostgreSQL).
+func (w *Workload) transaction(ctx context.Context, predict servingv1.PredictionServiceClient, db *pgx.Conn, t Txn) (string, int64, error) {
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	start := time.Now()
 	resp, err := predict.Predict(pctx, &servingv1.PredictRequest{
@@ -221,21 +249,22 @@ func (w *Workload) transaction(ctx context.Context, predict servingv1.Prediction
 	})
 	cancel()
 	if err != nil {
-		return "", fmt.Errorf("predict: %w", err)
+		return "", 0, fmt.Errorf("predict: %w", err)
 	}
 	w.Stats.observe(time.Since(start))
 	w.Stats.Predictions.Add(1)
+	var txnID int64
 	if db != nil {
-		if _, err := db.Exec(ctx, "INSERT INTO transactions (user_id, merchant_id, amount) VALUES ($1, $2, $3)",
-			t.UserID, t.Merchant, strconv.FormatFloat(t.Amount, 'f', 2, 64)); err != nil {
-			return "", fmt.Errorf("insert transaction: %w", err)
+		if err := db.QueryRow(ctx, "INSERT INTO transactions (user_id, merchant_id, amount) VALUES ($1, $2, $3) RETURNING txn_id",
+			t.UserID, t.Merchant, strconv.FormatFloat(t.Amount, 'f', 2, 64)).Scan(&txnID); err != nil {
+			return "", 0, fmt.Errorf("insert transaction: %w", err)
 		}
 		w.Stats.Events.Add(1)
 		if w.probing.CompareAndSwap(false, true) {
 			go w.probeFreshness(ctx, t.UserID, t.Amount, time.Now())
 		}
 	}
-	return resp.GetPredictionId(), nil
+	return resp.GetPredictionId(), txnID, nil
 }
 
 // probeFreshness measures commit → servable: how long until the
