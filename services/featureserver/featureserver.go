@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/config"
@@ -63,6 +65,9 @@ type Config struct {
 	// MaxRequestBytes bounds the encoded size of a GetOnlineFeatures request.
 	MaxRequestBytes int
 	Limits          core.Limits
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin port
+	// (for profiling under the benchmark; off by default).
+	Pprof bool
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -122,6 +127,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
 	fs.IntVar(&c.Limits.WindowCacheEntries, "window-cache-entries", c.Limits.WindowCacheEntries, "runs of tiles whose merged windows are cached (embedded store); 0 disables")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the admin port")
 	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request; 0: 32 for embedded, 1 for scylla")
 }
 
@@ -236,6 +242,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	featuresv1.RegisterFeatureServiceServer(base.GRPC.Server, grpcapi.New(online, catalog, cfg.MaxRequestBytes))
 	base.Admin.AddCheck("feature-views", watcher.Err)
+	if cfg.Pprof {
+		base.Admin.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		base.Admin.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	}
 	return &Service{base: base, cfg: cfg, now: now, store: store, catalog: catalog, watcher: watcher, consumer: consumer}, nil
 }
 
