@@ -192,6 +192,9 @@ type Deps struct {
 	Log *slog.Logger
 	// Now is the clock requests are answered at; time.Now when nil.
 	Now func() time.Time
+	// WrapStore, when set, wraps the opened store before anything uses it
+	// (tests hold reads at a gate to fill the server with requests).
+	WrapStore func(core.TileStore) core.TileStore
 }
 
 // Service is a built, not yet running, featureserver.
@@ -227,6 +230,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	store, err := openStore(ctx, cfg, now, log)
 	if err != nil {
 		return nil, err
+	}
+	if deps.WrapStore != nil {
+		store = deps.WrapStore(store)
 	}
 	base, err := service.New(ctx, Name, cfg.Common, true, log)
 	if err != nil {

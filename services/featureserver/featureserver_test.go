@@ -64,8 +64,17 @@ type running struct {
 
 func start(t *testing.T, cfg featureserver.Config, clk *clock) *running {
 	t.Helper()
+	return startWith(t, cfg, featureserver.Deps{Now: clk.Now})
+}
+
+// startWith runs the service with deps (a discarding logger when none).
+func startWith(t *testing.T, cfg featureserver.Config, deps featureserver.Deps) *running {
+	t.Helper()
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := featureserver.New(ctx, cfg, featureserver.Deps{Now: clk.Now, Log: slog.New(slog.DiscardHandler)})
+	svc, err := featureserver.New(ctx, cfg, deps)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
