@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/featurespec"
@@ -29,8 +30,15 @@ const Name = "featurizer"
 // Usage describes the service in one line.
 const Usage = "stream feature computation from feature view YAML into tiles on features.tiles"
 
-// GroupID is the consumer group every featurizer instance joins.
+// GroupID is the consumer group of the source stage: every featurizer
+// instance reads its share of the source topics' partitions and routes
+// each row change to the repartition topic, keyed by the view's entity.
 const GroupID = "tributary-featurizer"
+
+// AggregateGroupID is the consumer group of the aggregation stage: every
+// instance aggregates its share of the repartition topic's partitions,
+// so all changes of one entity are aggregated by one instance.
+const AggregateGroupID = "tributary-featurizer-aggregate"
 
 // Config is the service's configuration.
 type Config struct {
@@ -41,6 +49,11 @@ type Config struct {
 	FlushInterval time.Duration
 	// FlushEvery emits and commits after this many records within the interval.
 	FlushEvery int
+	// RepartitionPartitions is the partition count of the repartition
+	// topic when the featurizer creates it: the most aggregation
+	// instances that can share the work. Entities are spread over the
+	// partitions by hash, so an existing topic's count must not change.
+	RepartitionPartitions int
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -51,9 +64,10 @@ func DefaultConfig() Config {
 			AdminAddr:    "127.0.0.1:8082",
 			LogLevel:     "info",
 		},
-		Features:      "examples/fraud/features",
-		FlushInterval: 200 * time.Millisecond,
-		FlushEvery:    50000,
+		Features:              "examples/fraud/features",
+		FlushInterval:         200 * time.Millisecond,
+		FlushEvery:            50000,
+		RepartitionPartitions: 8,
 	}
 }
 
@@ -63,6 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Features, "features", c.Features, "directory of feature view YAML files")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often changed tiles are emitted and source offsets committed")
 	fs.IntVar(&c.FlushEvery, "flush-every", c.FlushEvery, "emit tiles and commit after this many records even within the flush interval")
+	fs.IntVar(&c.RepartitionPartitions, "repartition-partitions", c.RepartitionPartitions, "partitions of "+core.RepartitionTopic+" when it is created (most aggregation instances; never change it for an existing topic)")
 }
 
 // Validate names the first bad field.
@@ -77,6 +92,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("flush-interval: %s, want a positive duration", c.FlushInterval)
 	case c.FlushEvery <= 0:
 		return fmt.Errorf("flush-every: %d, want at least 1", c.FlushEvery)
+	case c.RepartitionPartitions <= 0:
+		return fmt.Errorf("repartition-partitions: %d, want at least 1", c.RepartitionPartitions)
 	}
 	return nil
 }
@@ -88,12 +105,13 @@ type Deps struct {
 
 // Service is a built, not yet running, featurizer.
 type Service struct {
-	base     *service.Base
-	cfg      Config
-	views    []*featurespec.View
-	eng      *core.Engine
-	restored atomic.Bool
-	handler  *kafkaio.Handler
+	base   *service.Base
+	cfg    Config
+	views  []*featurespec.View
+	eng    *core.Engine
+	router *core.Router
+	agg    atomic.Pointer[kafkaio.Aggregator]
+	route  *kafkaio.RouteHandler
 }
 
 // New validates cfg, loads the feature views and binds the service's listeners.
@@ -109,13 +127,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	router, err := core.NewRouter(views, &eng.C)
+	if err != nil {
+		return nil, err
+	}
 	base, err := service.New(ctx, Name, cfg.Common, false, deps.Log)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{base: base, cfg: cfg, views: views, eng: eng}
+	s := &Service{base: base, cfg: cfg, views: views, eng: eng, router: router}
 	base.Admin.AddCheck("tiles", func() error {
-		if !s.restored.Load() {
+		if a := s.agg.Load(); a == nil || !a.Ready() {
 			return errors.New("restoring tile state from " + tiles.Topic)
 		}
 		return nil
@@ -131,44 +153,56 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.base.Run(ctx, s.stream)
 }
 
-// stream creates the topics, restores tile state and then consumes the
-// source topics until ctx ends.
+// stream creates the topics and runs both stages until ctx ends: the
+// source stage (a consumer group on the source topics routing row changes
+// to the repartition topic by entity) and the aggregation stage (a
+// consumer group on the repartition topic turning them into tiles).
 func (s *Service) stream(ctx context.Context) error {
 	log := s.base.Log
 	brokers := s.cfg.Common.Brokers()
 	topics := s.eng.Topics()
-	specs := []kafka.TopicSpec{{Name: tiles.Topic, Compacted: true}}
+	specs := []kafka.TopicSpec{
+		{Name: tiles.Topic, Compacted: true},
+		{Name: core.RepartitionTopic, Partitions: s.cfg.RepartitionPartitions},
+	}
 	for _, t := range topics {
 		specs = append(specs, kafka.TopicSpec{Name: t})
 	}
 	if err := kafka.EnsureTopics(ctx, brokers, specs...); err != nil {
 		return err
 	}
-	out, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	if err != nil {
+		return err
+	}
+	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: kafkaio.Balancer})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := out.Close(); err != nil {
-			log.Warn("close tile producer", "err", err)
+		for name, p := range map[string]*kafka.Producer{"tile": tileOut, "routed record": routedOut} {
+			if err := p.Close(); err != nil {
+				log.Warn("close producer", "producer", name, "err", err)
+			}
 		}
 	}()
-	h := kafkaio.NewHandler(s.eng, out, log)
-	s.handler = h
-	if err := s.registerMetrics(h); err != nil {
-		return err
-	}
-	start := time.Now()
-	n, err := kafkaio.Restore(ctx, brokers, tiles.Topic, s.eng, log)
+	agg, err := kafkaio.NewAggregator(kafkaio.AggregatorConfig{
+		Brokers:       brokers,
+		GroupID:       AggregateGroupID,
+		Topic:         core.RepartitionTopic,
+		TilesTopic:    tiles.Topic,
+		FlushInterval: s.cfg.FlushInterval,
+		FlushEvery:    s.cfg.FlushEvery,
+		Log:           log,
+	}, s.eng, tileOut)
 	if err != nil {
-		return fmt.Errorf("restore tiles: %w", err)
-	}
-	// Emit tombstones for tiles that expired while nobody ran.
-	if err := h.Flush(ctx); err != nil {
 		return err
 	}
-	s.restored.Store(true)
-	log.Info("tile state restored", "records", n, "tiles", s.eng.C.Tiles.Load(), "took", time.Since(start).Round(time.Millisecond), "topics", topics)
+	s.agg.Store(agg)
+	s.route = kafkaio.NewRouteHandler(s.router, &s.eng.C, routedOut, log)
+	if err := s.registerMetrics(s.route, agg); err != nil {
+		return err
+	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers:        brokers,
 		GroupID:        GroupID,
@@ -180,10 +214,14 @@ func (s *Service) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.Run(ctx, h)
+	log.Info("featurizer streaming", "topics", topics, "repartition_topic", core.RepartitionTopic)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.Run(gctx, s.route) })
+	g.Go(func() error { return agg.Run(gctx) })
+	return g.Wait()
 }
 
-func (s *Service) registerMetrics(h *kafkaio.Handler) error {
+func (s *Service) registerMetrics(h *kafkaio.RouteHandler, agg *kafkaio.Aggregator) error {
 	m := s.base.Tel.Meter
 	c := &s.eng.C
 	var errs []error
@@ -212,6 +250,9 @@ func (s *Service) registerMetrics(h *kafkaio.Handler) error {
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			for k, v := range h.Lag() {
 				o.Observe(v, metric.WithAttributes(attribute.String("group", GroupID), attribute.String("topic", k.Topic), attribute.Int("partition", k.Partition)))
+			}
+			for k, v := range agg.Lag() {
+				o.Observe(v, metric.WithAttributes(attribute.String("group", AggregateGroupID), attribute.String("topic", k.Topic), attribute.Int("partition", k.Partition)))
 			}
 			return nil
 		}))

@@ -23,12 +23,12 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles"
 )
@@ -76,7 +76,9 @@ type Output struct {
 }
 
 type featPlan struct {
-	name, column, agg string
+	name, agg string
+	// col indexes the view's columns (routed image columns); -1 for none.
+	col int
 }
 
 // resGroup holds a view's features kept at one resolution.
@@ -89,32 +91,67 @@ type resGroup struct {
 }
 
 type viewPlan struct {
-	idx        int32
+	idx        int
 	view       *featurespec.View
 	groups     []*resGroup
 	latenessMs int64
-	clock      int64
-	hasClock   bool
-	expiry     expiryQueue
+	layout     uint32
 }
 
-type entKey struct {
-	view   int32
-	entity string
+// shard is the state of one repartition partition. Everything that
+// decides which tiles exist and what they hold (entity watermarks, each
+// view's clock and expiry queue, the replay range after a restore) is kept
+// per partition, so the tiles a partition produces do not depend on which
+// other partitions the same process holds: a partition moved to another
+// instance (rebalance) or restored after a restart continues exactly.
+type shard struct {
+	part int32
+	// ents is, per view, the entities by id.
+	ents   []map[string]*entity
+	clocks []viewClock
+	// replayTo is, per source partition, the highest source offset any
+	// restored tile of this shard holds. Records up to it are replays of
+	// records handled before a restart; see apply.
+	replayTo map[string]int64
 }
 
-type slot struct {
-	resMs, startMs int64
+type viewClock struct {
+	clock    int64
+	hasClock bool
+	expiry   expiryQueue
 }
 
 type entity struct {
-	wm    int64
-	tiles map[slot]*tileState
+	id string
+	wm int64
+	// tiles are the entity's live tiles, mostly in creation order (recent
+	// tiles last, where lookups start).
+	tiles []*tileState
+}
+
+func (en *entity) find(resMs, startMs int64) *tileState {
+	for i := len(en.tiles) - 1; i >= 0; i-- {
+		if st := en.tiles[i]; st.t.StartMs == startMs && st.t.ResolutionMs == resMs {
+			return st
+		}
+	}
+	return nil
+}
+
+func (en *entity) drop(st *tileState) bool {
+	for i, o := range en.tiles {
+		if o == st {
+			en.tiles = append(en.tiles[:i], en.tiles[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 type tileState struct {
 	t        *tiles.Tile
-	ent      entKey
+	vp       *viewPlan
+	sh       *shard
 	group    *resGroup
 	seq      uint64
 	dirty    bool
@@ -122,51 +159,56 @@ type tileState struct {
 	expireAt int64
 }
 
-// Engine holds the tile state of a set of views. It is not safe for
-// concurrent use: the consumer calls it from one goroutine.
+// Engine is the aggregation stage: it holds the tile state of the
+// repartition partitions assigned to it and applies routed records. It is
+// not safe for concurrent use: the consumer calls it from one goroutine.
 type Engine struct {
-	views   []*viewPlan
-	byName  map[string]*viewPlan
-	byTopic map[string][]*viewPlan
-	ents    map[entKey]*entity
-	dirty   []*tileState
-	tombs   []string
-	seq     uint64
-	dedupe  *cdc.Deduper
-	srcs    map[srcKey]string
-	// replayTo is, per source partition, the highest offset any restored
-	// tile holds. Records up to it are replays of records handled before a
-	// restart; see applyChange.
-	replayTo map[string]int64
+	views  []*viewPlan
+	byName map[string]*viewPlan
+	router *Router
+	// parts is the partition count Apply routes source records over (tests
+	// and offline use; the service routes through Kafka).
+	parts  int
+	shards map[int32]*shard
+	dirty  []*tileState
+	tombs  []string
+	seq    uint64
+	srcs   map[string]map[int64]string
+	rt     routed
+	vals   []any
 
 	// C are the engine's counters.
 	C Counters
 }
 
-type srcKey struct {
-	topic     string
-	partition int
-}
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithPartitions makes Apply spread entities over n partitions, as the
+// repartition topic would.
+func WithPartitions(n int) Option { return func(e *Engine) { e.parts = max(1, n) } }
 
 // New builds an engine for views (already validated by featurespec).
-func New(views []*featurespec.View) (*Engine, error) {
+func New(views []*featurespec.View, opts ...Option) (*Engine, error) {
 	if len(views) == 0 {
 		return nil, errors.New("featurizer core: no feature views")
 	}
 	e := &Engine{
-		byName:   map[string]*viewPlan{},
-		byTopic:  map[string][]*viewPlan{},
-		ents:     map[entKey]*entity{},
-		dedupe:   cdc.NewDeduper(),
-		srcs:     map[srcKey]string{},
-		replayTo: map[string]int64{},
+		byName: map[string]*viewPlan{},
+		parts:  1,
+		shards: map[int32]*shard{},
+		srcs:   map[string]map[int64]string{},
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	var err error
+	if e.router, err = NewRouter(views, &e.C); err != nil {
+		return nil, err
 	}
 	for i, v := range views {
-		if _, dup := e.byName[v.Name]; dup {
-			return nil, fmt.Errorf("featurizer core: view %q is declared twice", v.Name)
-		}
-		vp := &viewPlan{idx: int32(i), view: v, latenessMs: time.Duration(v.Source.AllowedLateness).Milliseconds()}
-		vp.expiry.byTime = map[int64][]*tileState{}
+		cols := viewColumns(v)
+		vp := &viewPlan{idx: i, view: v, latenessMs: time.Duration(v.Source.AllowedLateness).Milliseconds(), layout: layoutOf(cols)}
 		groups := map[int64]*resGroup{}
 		for _, f := range v.Features {
 			res := tiles.ResolutionOf(f)
@@ -176,128 +218,114 @@ func New(views []*featurespec.View) (*Engine, error) {
 				groups[g.resMs] = g
 				vp.groups = append(vp.groups, g)
 			}
-			g.feats = append(g.feats, featPlan{name: f.Name, column: f.Column, agg: f.Aggregation})
+			col := -1
+			if f.Column != "" {
+				col = slices.Index(cols, f.Column)
+			}
+			g.feats = append(g.feats, featPlan{name: f.Name, agg: f.Aggregation, col: col})
 		}
 		e.views = append(e.views, vp)
 		e.byName[v.Name] = vp
-		e.byTopic[v.Source.Topic] = append(e.byTopic[v.Source.Topic], vp)
 	}
 	return e, nil
 }
 
+// Router is the engine's router for Apply; the service uses its own.
+func (e *Engine) Router() *Router { return e.router }
+
 // Topics lists the source topics of every view.
 func (e *Engine) Topics() []string {
-	out := make([]string, 0, len(e.byTopic))
+	var out []string
 	for _, vp := range e.views {
-		t := vp.view.Source.Topic
-		found := false
-		for _, o := range out {
-			if o == t {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if t := vp.view.Source.Topic; !slices.Contains(out, t) {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-func (e *Engine) src(topic string, partition int) string {
-	k := srcKey{topic, partition}
-	s, ok := e.srcs[k]
+func (e *Engine) src(topic []byte, partition int64) string {
+	m, ok := e.srcs[string(topic)]
 	if !ok {
-		s = topic + "/" + strconv.Itoa(partition)
-		e.srcs[k] = s
+		m = map[int64]string{}
+		e.srcs[string(topic)] = m
+	}
+	s, ok := m[partition]
+	if !ok {
+		s = string(topic) + "/" + strconv.FormatInt(partition, 10)
+		m[partition] = s
 	}
 	return s
 }
 
-// Apply applies one source record. A record that cannot be decoded is
-// counted and skipped; the returned error says why, for logging.
+func (e *Engine) shard(p int32) *shard {
+	sh := e.shards[p]
+	if sh == nil {
+		sh = &shard{part: p, replayTo: map[string]int64{}}
+		for range e.views {
+			sh.ents = append(sh.ents, map[string]*entity{})
+			sh.clocks = append(sh.clocks, viewClock{expiry: expiryQueue{byTime: map[int64][]*tileState{}}})
+		}
+		e.shards[p] = sh
+	}
+	return sh
+}
+
+// Apply routes one source record and applies its changes, placing each
+// entity on its partition among the engine's partitions (WithPartitions):
+// both stages in one call, as tests and offline computation use them. A
+// record that cannot be decoded is counted and skipped; the returned error
+// says why, for logging.
 func (e *Engine) Apply(r Record) error {
-	views := e.byTopic[r.Topic]
-	if len(views) == 0 {
+	var errs []error
+	err := e.router.Route(r, func(key, value []byte) error {
+		if err := e.ApplyRouted(int32(PartitionOfKey(key, e.parts)), value); err != nil {
+			errs = append(errs, err)
+		}
 		return nil
-	}
-	e.C.Records.Add(1)
-	e.seq++
-	src := e.src(r.Topic, r.Partition)
-	var (
-		row     map[string]any
-		env     *cdc.Envelope
-		rowErr  error
-		envErr  error
-		decoded [2]bool
-		errs    []error
-	)
-	for _, vp := range views {
-		var changes []change
-		switch vp.view.Source.Format {
-		case featurespec.FormatDebezium:
-			if !decoded[1] {
-				decoded[1] = true
-				env, envErr = decodeDebezium(r.Value)
-				if envErr == nil && env.Source.Sequence != "" && env.Op != cdc.OpRead {
-					pos, err := cdc.ParseSequence(env.Source.Sequence)
-					if err != nil {
-						envErr = err
-					} else if !e.dedupe.Fresh(r.Topic, r.Partition, env.Op, pos) {
-						e.C.Duplicates.Add(1)
-						return nil
-					}
-				}
-			}
-			if envErr != nil {
-				errs = append(errs, fmt.Errorf("view %s: %w", vp.view.Name, envErr))
-				continue
-			}
-			changes = changesFor(env, vp.view.Source.Ops)
-		default:
-			if !decoded[0] {
-				decoded[0] = true
-				rowErr = decodeJSON(r.Value, &row)
-				if rowErr == nil && row == nil {
-					rowErr = errors.New("value is not a JSON object")
-				}
-			}
-			if rowErr != nil {
-				errs = append(errs, fmt.Errorf("view %s: json record: %w", vp.view.Name, rowErr))
-				continue
-			}
-			changes = []change{{row: row, add: true}}
-		}
-		update := env != nil && env.Op == cdc.OpUpdate
-		for _, c := range changes {
-			if err := e.applyChange(vp, c, update, r, src); err != nil {
-				errs = append(errs, fmt.Errorf("view %s: %w", vp.view.Name, err))
-			}
-		}
-	}
-	if len(errs) > 0 {
+	})
+	return errors.Join(err, errors.Join(errs...))
+}
+
+// ApplyRouted applies one routed record read from partition of
+// RepartitionTopic. A record that cannot be decoded is counted as invalid
+// and skipped; the returned error says why.
+func (e *Engine) ApplyRouted(partition int32, value []byte) error {
+	rt := &e.rt
+	if err := decodeRouted(value, rt); err != nil {
 		e.C.Invalid.Add(1)
-		return errors.Join(errs...)
+		return err
+	}
+	vp := e.byName[string(rt.view)]
+	if vp == nil {
+		e.C.Invalid.Add(1)
+		return fmt.Errorf("routed record for unknown view %q", rt.view)
+	}
+	if rt.layout != vp.layout {
+		e.C.Invalid.Add(1)
+		return fmt.Errorf("view %s: routed record has another column layout (spec changed between router and aggregator)", vp.view.Name)
+	}
+	e.seq++
+	sh := e.shard(partition)
+	src := e.src(rt.srcTopic, rt.srcPart)
+	applied := false
+	if rt.hasRetract {
+		applied = e.apply(sh, vp, &rt.retract, false, rt, src) || applied
+	}
+	if rt.hasAdd {
+		applied = e.apply(sh, vp, &rt.add, true, rt, src) || applied
+	}
+	if applied {
+		e.C.Applied.Add(1)
 	}
 	return nil
 }
 
-func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src string) error {
-	if conds := vp.view.Source.Conditions; len(conds) > 0 && !featurespec.Match(conds, c.row) {
-		return nil
-	}
-	ent, err := entityOf(c.row, vp.view)
-	if err != nil {
-		return err
-	}
-	ts := r.TimeMs
-	if f := vp.view.Source.EventTime; f != "" {
-		if ts, err = eventTime(c.row, f); err != nil {
-			return err
-		}
-	}
-	key := entKey{vp.idx, ent}
-	en := e.ents[key]
+func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed, src string) bool {
+	ts := im.ts
+	ents := sh.ents[vp.idx]
+	vc := &sh.clocks[vp.idx]
+	en := ents[string(rt.entity)]
 	// A replayed record is judged against a watermark restored from tiles
 	// that may already hold records after it (a flush cut short by a
 	// crash): it was on time when first handled, as far as we can tell, so
@@ -305,60 +333,65 @@ func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src 
 	// offset. (A record that was really late and falls in the replay range
 	// is applied where the first run dropped it: the one inexactness.)
 	replay := false
-	if last, ok := e.replayTo[src]; ok && r.Offset <= last {
+	if last, ok := sh.replayTo[src]; ok && rt.srcOffset <= last {
 		replay = true
 	}
 	late := !replay && en != nil && ts < en.wm-vp.latenessMs
-	if c.add && late && !update {
+	if add && late && !rt.update {
 		e.C.Late.Add(1)
-		return nil
+		return false
 	}
-	if !c.add && en == nil {
-		return nil
+	if !add && en == nil {
+		return false
 	}
+	vals := e.vals[:0]
+	for _, c := range im.cols {
+		vals = append(vals, anyOf(c))
+	}
+	e.vals = vals
 	applied := false
 	for _, g := range vp.groups {
-		s := slot{g.resMs, tiles.StartOf(ts, time.Duration(g.resMs)*time.Millisecond)}
+		start := tiles.StartOf(ts, time.Duration(g.resMs)*time.Millisecond)
 		var st *tileState
 		if en != nil {
-			st = en.tiles[s]
+			st = en.find(g.resMs, start)
 		}
 		if st == nil {
 			// Retractions and late corrections only touch tiles still
 			// held; an accepted insert never creates an already expired
 			// tile.
-			if !c.add || late || (g.retentionMs > 0 && vp.hasClock && s.startMs+g.retentionMs+vp.latenessMs <= vp.clock) {
+			if !add || late || (g.retentionMs > 0 && vc.hasClock && start+g.retentionMs+vp.latenessMs <= vc.clock) {
 				continue
 			}
 			if en == nil {
-				en = &entity{wm: ts, tiles: map[slot]*tileState{}}
-				e.ents[key] = en
+				en = &entity{id: string(rt.entity), wm: ts}
+				ents[en.id] = en
 			}
-			st = e.newTile(vp, g, key, s)
-			en.tiles[s] = st
+			st = e.newTile(sh, vp, g, en, start)
+			en.tiles = append(en.tiles, st)
 		}
 		if st.seq != e.seq {
-			if last, ok := st.t.Offsets[src]; ok && r.Offset <= last {
+			if last, ok := st.t.Offsets[src]; ok && rt.srcOffset <= last {
 				e.C.Duplicates.Add(1)
 				continue
 			}
 			st.seq = e.seq
-			st.t.Offsets[src] = r.Offset
+			st.t.Offsets[src] = rt.srcOffset
 		}
 		t := st.t
 		for _, f := range g.feats {
 			ir := t.Features[f.name]
 			var v any
-			if f.column != "" {
-				v = c.row[f.column]
+			if f.col >= 0 && f.col < len(vals) {
+				v = vals[f.col]
 			}
-			if c.add {
+			if add {
 				ir.Observe(f.agg, v, ts)
 			} else {
 				ir.Unobserve(f.agg, v)
 			}
 		}
-		if c.add && ts > t.MaxEventMs {
+		if add && ts > t.MaxEventMs {
 			t.MaxEventMs = ts
 		}
 		if !st.dirty {
@@ -367,40 +400,37 @@ func (e *Engine) applyChange(vp *viewPlan, c change, update bool, r Record, src 
 		}
 		applied = true
 	}
-	if applied {
-		e.C.Applied.Add(1)
-	}
-	if c.add && en != nil && !late {
+	if add && en != nil && !late {
 		if ts > en.wm {
 			en.wm = ts
 		}
-		if !vp.hasClock || ts > vp.clock {
-			vp.clock, vp.hasClock = ts, true
+		if !vc.hasClock || ts > vc.clock {
+			vc.clock, vc.hasClock = ts, true
 		}
 	}
-	return nil
+	return applied
 }
 
-func (e *Engine) newTile(vp *viewPlan, g *resGroup, key entKey, s slot) *tileState {
+func (e *Engine) newTile(sh *shard, vp *viewPlan, g *resGroup, en *entity, start int64) *tileState {
 	t := &tiles.Tile{
 		View:         vp.view.Name,
-		Entity:       key.entity,
-		ResolutionMs: s.resMs,
-		StartMs:      s.startMs,
+		Entity:       en.id,
+		ResolutionMs: g.resMs,
+		StartMs:      start,
 		Features:     make(map[string]*tiles.IR, len(g.feats)),
 		Offsets:      make(map[string]int64, 1),
 	}
 	for _, f := range g.feats {
 		t.Features[f.name] = &tiles.IR{}
 	}
-	return e.track(vp, g, key, t)
+	return e.track(sh, vp, g, t)
 }
 
-func (e *Engine) track(vp *viewPlan, g *resGroup, key entKey, t *tiles.Tile) *tileState {
-	st := &tileState{t: t, ent: key, group: g}
+func (e *Engine) track(sh *shard, vp *viewPlan, g *resGroup, t *tiles.Tile) *tileState {
+	st := &tileState{t: t, vp: vp, sh: sh, group: g}
 	if g.retentionMs > 0 {
 		st.expireAt = t.StartMs + g.retentionMs + vp.latenessMs
-		vp.expiry.add(st)
+		sh.clocks[vp.idx].expiry.add(st)
 	}
 	e.C.Tiles.Add(1)
 	return st
@@ -411,8 +441,10 @@ func (e *Engine) track(vp *viewPlan, g *resGroup, key entKey, t *tiles.Tile) *ti
 // expired one. The caller writes them to features.tiles before committing
 // the source offsets.
 func (e *Engine) Flush() ([]Output, error) {
-	for _, vp := range e.views {
-		e.expire(vp)
+	for _, sh := range e.shards {
+		for i := range sh.clocks {
+			e.expire(sh, i)
+		}
 	}
 	out := make([]Output, 0, len(e.dirty)+len(e.tombs))
 	for _, st := range e.dirty {
@@ -437,11 +469,12 @@ func (e *Engine) Flush() ([]Output, error) {
 	return out, nil
 }
 
-func (e *Engine) expire(vp *viewPlan) {
-	if !vp.hasClock {
+func (e *Engine) expire(sh *shard, view int) {
+	vc := &sh.clocks[view]
+	if !vc.hasClock {
 		return
 	}
-	for _, st := range vp.expiry.popUntil(vp.clock) {
+	for _, st := range vc.expiry.popUntil(vc.clock) {
 		if st.dead {
 			continue
 		}
@@ -452,25 +485,56 @@ func (e *Engine) expire(vp *viewPlan) {
 
 func (e *Engine) remove(st *tileState) {
 	st.dead = true
-	en := e.ents[st.ent]
+	ents := st.sh.ents[st.vp.idx]
+	en := ents[st.t.Entity]
 	if en == nil {
 		return
 	}
-	s := slot{st.t.ResolutionMs, st.t.StartMs}
-	if en.tiles[s] == st {
-		delete(en.tiles, s)
+	if en.drop(st) {
 		e.C.Tiles.Add(-1)
 	}
 	if len(en.tiles) == 0 {
-		delete(e.ents, st.ent)
+		delete(ents, en.id)
 	}
 }
 
-// Restore loads a tile read back from features.tiles. Later calls for the
-// same key replace earlier ones, as compaction would. Tiles of views or
-// resolutions this engine does not know are ignored (the spec changed);
-// features missing from a restored tile start empty.
-func (e *Engine) Restore(t *tiles.Tile) {
+// Partitions lists the repartition partitions the engine holds state of.
+func (e *Engine) Partitions() []int32 {
+	out := make([]int32, 0, len(e.shards))
+	for p := range e.shards {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Open makes sure partition p is held (empty if nothing was restored
+// into it), so Flush expires its tiles as they age.
+func (e *Engine) Open(p int32) { e.shard(p) }
+
+// Drop forgets the state of partition p (another instance owns it now).
+// Call it after a Flush: tiles changed since are not emitted.
+func (e *Engine) Drop(p int32) {
+	sh := e.shards[p]
+	if sh == nil {
+		return
+	}
+	for _, ents := range sh.ents {
+		for _, en := range ents {
+			for _, st := range en.tiles {
+				st.dead = true
+				e.C.Tiles.Add(-1)
+			}
+		}
+	}
+	delete(e.shards, p)
+}
+
+// Restore loads a tile read back from features.tiles into partition p.
+// Later calls for the same key replace earlier ones, as compaction would.
+// Tiles of views or resolutions this engine does not know are ignored (the
+// spec changed); features missing from a restored tile start empty.
+func (e *Engine) Restore(p int32, t *tiles.Tile) {
 	vp := e.byName[t.View]
 	if vp == nil {
 		return
@@ -496,46 +560,50 @@ func (e *Engine) Restore(t *tiles.Tile) {
 	if t.Offsets == nil {
 		t.Offsets = map[string]int64{}
 	}
+	sh := e.shard(p)
 	for src, off := range t.Offsets {
-		if last, ok := e.replayTo[src]; !ok || off > last {
-			e.replayTo[src] = off
+		if last, ok := sh.replayTo[src]; !ok || off > last {
+			sh.replayTo[src] = off
 		}
 	}
-	key := entKey{vp.idx, t.Entity}
-	en := e.ents[key]
+	ents := sh.ents[vp.idx]
+	en := ents[t.Entity]
 	if en == nil {
-		en = &entity{wm: t.MaxEventMs, tiles: map[slot]*tileState{}}
-		e.ents[key] = en
+		en = &entity{id: t.Entity, wm: t.MaxEventMs}
+		ents[en.id] = en
 	}
-	s := slot{t.ResolutionMs, t.StartMs}
-	if old := en.tiles[s]; old != nil {
+	t.Entity = en.id
+	if old := en.find(t.ResolutionMs, t.StartMs); old != nil {
 		old.dead = true
+		en.drop(old)
 		e.C.Tiles.Add(-1)
 	}
-	en.tiles[s] = e.track(vp, g, key, t)
+	en.tiles = append(en.tiles, e.track(sh, vp, g, t))
 	if t.MaxEventMs > en.wm {
 		en.wm = t.MaxEventMs
 	}
-	if !vp.hasClock || t.MaxEventMs > vp.clock {
-		vp.clock, vp.hasClock = t.MaxEventMs, true
+	vc := &sh.clocks[vp.idx]
+	if !vc.hasClock || t.MaxEventMs > vc.clock {
+		vc.clock, vc.hasClock = t.MaxEventMs, true
 	}
 }
 
 // RestoreTombstone drops the tile a tombstone on features.tiles deleted.
-func (e *Engine) RestoreTombstone(key string) {
+func (e *Engine) RestoreTombstone(p int32, key string) {
 	view, entityID, resMs, startMs, ok := ParseKey(key)
 	if !ok {
 		return
 	}
 	vp := e.byName[view]
-	if vp == nil {
+	sh := e.shards[p]
+	if vp == nil || sh == nil {
 		return
 	}
-	en := e.ents[entKey{vp.idx, entityID}]
+	en := sh.ents[vp.idx][entityID]
 	if en == nil {
 		return
 	}
-	if st := en.tiles[slot{resMs, startMs}]; st != nil {
+	if st := en.find(resMs, startMs); st != nil {
 		e.remove(st)
 	}
 }
@@ -560,23 +628,33 @@ func ParseKey(key string) (view, entity string, resMs, startMs int64, ok bool) {
 	return key[:i], key[i+1 : k], r, s, true
 }
 
+func (e *Engine) eachTile(fn func(st *tileState)) {
+	for _, sh := range e.shards {
+		for _, ents := range sh.ents {
+			for _, en := range ents {
+				for _, st := range en.tiles {
+					fn(st)
+				}
+			}
+		}
+	}
+}
+
 // Snapshot returns copies of every live tile, keyed by tile key (for tests
 // and offline use).
 func (e *Engine) Snapshot() map[string]*tiles.Tile {
 	out := map[string]*tiles.Tile{}
-	for _, en := range e.ents {
-		for _, st := range en.tiles {
-			b, err := st.t.Encode()
-			if err != nil {
-				continue
-			}
-			t, err := tiles.Decode(b)
-			if err != nil {
-				continue
-			}
-			out[t.Key()] = t
+	e.eachTile(func(st *tileState) {
+		b, err := st.t.Encode()
+		if err != nil {
+			return
 		}
-	}
+		t, err := tiles.Decode(b)
+		if err != nil {
+			return
+		}
+		out[t.Key()] = t
+	})
 	return out
 }
 
@@ -587,19 +665,27 @@ func (e *Engine) EntityTiles(view, entity string) []*tiles.Tile {
 	if vp == nil {
 		return nil
 	}
-	en := e.ents[entKey{vp.idx, entity}]
-	if en == nil {
-		return nil
-	}
-	out := make([]*tiles.Tile, 0, len(en.tiles))
-	for _, st := range en.tiles {
-		out = append(out, st.t)
+	var out []*tiles.Tile
+	for _, sh := range e.shards {
+		if en := sh.ents[vp.idx][entity]; en != nil {
+			for _, st := range en.tiles {
+				out = append(out, st.t)
+			}
+		}
 	}
 	return out
 }
 
-// Entities is the number of entities held across views.
-func (e *Engine) Entities() int { return len(e.ents) }
+// Entities is the number of entities held across views and partitions.
+func (e *Engine) Entities() int {
+	n := 0
+	for _, sh := range e.shards {
+		for _, ents := range sh.ents {
+			n += len(ents)
+		}
+	}
+	return n
+}
 
 // expiryQueue orders tiles by expiry time: a heap of distinct times, each
 // with its tiles (tiles share expiry times because starts are aligned).

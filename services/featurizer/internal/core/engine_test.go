@@ -326,14 +326,14 @@ func TestRestoreThenReplayCountsOnce(t *testing.T) {
 		restarted := mustEngine(t, v)
 		for _, o := range emitted {
 			if o.Value == nil {
-				restarted.RestoreTombstone(o.Key)
+				restarted.RestoreTombstone(0, o.Key)
 				continue
 			}
 			tl, err := tiles.Decode(o.Value)
 			if err != nil {
 				t.Fatal(err)
 			}
-			restarted.Restore(tl)
+			restarted.Restore(0, tl)
 		}
 		// Offsets were committed up to some point before the cut.
 		replayFrom := cut / 2

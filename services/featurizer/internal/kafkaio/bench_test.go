@@ -1,7 +1,6 @@
 package kafkaio
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -16,10 +15,10 @@ import (
 )
 
 // BenchmarkEndToEnd: b.N click events already on the embedded broker
-// (4 partitions, 10k users) are consumed by the featurizer's consumer,
-// aggregated, and their tiles written to features.tiles with acks=all;
-// the clock stops when every partition is consumed and the last flush is
-// written. events/s is per process (GOMAXPROCS cores; the broker runs in
+// (4 partitions, 10k users) are consumed by the featurizer's source stage,
+// routed through the repartition topic (acks=all), aggregated, and their
+// tiles written to features.tiles with acks=all; the clock stops when
+// every routed record is aggregated and the last flush is written. events/s is per process (GOMAXPROCS cores; the broker runs in
 // the same process).
 func BenchmarkEndToEnd(b *testing.B) {
 	n := max(b.N, 1000)
@@ -30,10 +29,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
+		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
 		b.Fatal(err)
 	}
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: "events.clicks", BatchSize: 10000})
+	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: "events.clicks", BatchSize: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,45 +45,37 @@ func BenchmarkEndToEnd(b *testing.B) {
 		v, _ := json.Marshal(map[string]any{"user_id": u, "ts": t0 + int64(i)*5, "x": rng.IntN(1000), "page": fmt.Sprint("p", rng.IntN(300))})
 		batch = append(batch, kafka.Message{Key: []byte(u), Value: v})
 		if len(batch) == cap(batch) || i == n-1 {
-			if err := p.Write(ctx, batch...); err != nil {
+			if err := src.Write(ctx, batch...); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
 		}
 	}
-	_ = p.Close()
-	out, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 10000})
+	_ = src.Close()
+	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = out.Close() }()
-	eng, err := core.New([]*featurespec.View{view})
+	defer func() { _ = tileOut.Close() }()
+	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: Balancer})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := NewHandler(eng, out, nil)
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "bench", Topics: []string{"events.clicks"},
-		CommitInterval: 200 * time.Millisecond, CommitEvery: 50000})
-	if err != nil {
-		b.Fatal(err)
-	}
+	defer func() { _ = routedOut.Close() }()
 	b.ResetTimer()
 	start := time.Now()
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.Run(cctx, h) }()
+	p := startProcess(b, ctx, brokers, []*featurespec.View{view}, routedOut, tileOut, nil)
 	testutil.Eventually(b, 10*time.Minute, "all events consumed", func() error {
-		if got := eng.C.Records.Load(); got < int64(n) {
-			return fmt.Errorf("%d of %d records", got, n)
-		}
-		return nil
+		return caughtUp(ctx, brokers, 4, []*RouteHandler{p.route}, []*Aggregator{p.agg})
 	})
-	cancel()
-	if err := <-done; err != nil {
-		b.Fatal(err)
+	if srcErr, aggErr := p.stop(); srcErr != nil || aggErr != nil {
+		b.Fatalf("source stage %v, aggregation stage %v", srcErr, aggErr)
 	}
 	el := time.Since(start)
 	b.StopTimer()
+	if got := p.eng.C.Records.Load(); got != int64(n) {
+		b.Fatalf("%d records routed, want %d", got, n)
+	}
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
-	b.ReportMetric(float64(eng.C.Emitted.Load())/float64(n), "tiles/event")
+	b.ReportMetric(float64(p.eng.C.Emitted.Load())/float64(n), "tiles/event")
 }

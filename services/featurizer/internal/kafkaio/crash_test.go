@@ -35,29 +35,31 @@ features:
 
 var errCrash = errors.New("injected crash")
 
+// repartitions is the repartition topic's partition count in these tests.
+const repartitions = 6
+
 // crashHandler fails after a number of records, like a process killed
-// between two commits (what it handled since the last flush is lost), or,
-// with inFlush, arms its writer so that the next flush is cut short.
+// between two commits (what it handled since the last flush is lost); it
+// first arms the process's tile writer so that the aggregator's next flush
+// is cut short too.
 type crashHandler struct {
-	*Handler
+	*RouteHandler
 	left    int
 	inFlush *crashWriter
 }
 
 func (c *crashHandler) Handle(ctx context.Context, m kafka.Message) error {
 	if c.left == 0 {
-		if c.inFlush == nil {
-			return errCrash
-		}
 		c.inFlush.arm()
+		return errCrash
 	}
 	c.left--
-	return c.Handler.Handle(ctx, m)
+	return c.RouteHandler.Handle(ctx, m)
 }
 
 // crashWriter writes only a prefix of one flush and then fails, like a
 // process killed while emitting tiles: some tiles of the flush are on the
-// topic, the source offsets are not committed.
+// topic, the offsets are not committed.
 type crashWriter struct {
 	mu    sync.Mutex
 	w     Writer
@@ -84,6 +86,179 @@ func (c *crashWriter) Write(ctx context.Context, msgs ...kafka.Message) error {
 	return c.w.Write(ctx, msgs...)
 }
 
+// process is one featurizer process of a test: the source stage (a
+// consumer group routing source records to the repartition topic) and the
+// aggregation stage.
+type process struct {
+	eng     *core.Engine
+	route   *RouteHandler
+	agg     *Aggregator
+	cancel  context.CancelFunc
+	srcDone chan error
+	aggDone chan error
+}
+
+func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, wrap func(*RouteHandler) kafka.Handler) *process {
+	t.Helper()
+	eng, err := core.New(views)
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := core.NewRouter(views, &eng.C)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
+	p.route = NewRouteHandler(router, &eng.C, routedOut, nil)
+	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: core.RepartitionTopic, TilesTopic: tiles.Topic,
+		FlushInterval: 100 * time.Millisecond, FlushEvery: 7000}, eng, tileOut); err != nil {
+		t.Fatal(err)
+	}
+	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "route", Topics: eng.Topics(),
+		CommitInterval: 100 * time.Millisecond, CommitEvery: 7000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h kafka.Handler = p.route
+	if wrap != nil {
+		h = wrap(p.route)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	p.cancel = cancel
+	go func() { p.srcDone <- c.Run(cctx, h) }()
+	go func() { p.aggDone <- p.agg.Run(cctx) }()
+	return p
+}
+
+// stop cancels both stages and returns their errors.
+func (p *process) stop() (src, agg error) {
+	p.cancel()
+	return <-p.srcDone, <-p.aggDone
+}
+
+// caughtUp reports nil once every source partition is consumed and the
+// aggregators between them have applied every routed record.
+func caughtUp(ctx context.Context, brokers []string, srcParts int, routes []*RouteHandler, aggs []*Aggregator) error {
+	seen := map[PartitionKey]int64{}
+	for _, r := range routes {
+		for k, v := range r.Lag() {
+			if old, ok := seen[k]; !ok || v < old {
+				seen[k] = v
+			}
+		}
+	}
+	if len(seen) < srcParts {
+		return fmt.Errorf("source lag known for %d of %d partitions", len(seen), srcParts)
+	}
+	for k, v := range seen {
+		if v != 0 {
+			return fmt.Errorf("%s/%d lags %d", k.Topic, k.Partition, v)
+		}
+	}
+	ends, err := endOffsets(ctx, brokers, core.RepartitionTopic)
+	if err != nil {
+		return err
+	}
+	pos := map[int32]int64{}
+	for _, a := range aggs {
+		for p, o := range a.Positions() {
+			pos[p] = max(pos[p], o)
+		}
+	}
+	for p, end := range ends {
+		if pos[int32(p)] != end {
+			return fmt.Errorf("%s/%d: aggregated up to %d of %d", core.RepartitionTopic, p, pos[int32(p)], end)
+		}
+	}
+	return nil
+}
+
+func endOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
+	var d kafkago.Dialer
+	conn, err := d.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return nil, err
+	}
+	parts, err := conn.ReadPartitions(topic)
+	_ = conn.Close()
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int64{}
+	for _, p := range parts {
+		lc, err := d.DialLeader(ctx, "tcp", fmt.Sprintf("%s:%d", p.Leader.Host, p.Leader.Port), topic, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		end, err := lc.ReadLastOffset()
+		_ = lc.Close()
+		if err != nil {
+			return nil, err
+		}
+		out[p.ID] = end
+	}
+	return out, nil
+}
+
+// liveTiles reads features.tiles to its end: the last state of each key.
+func liveTiles(t testing.TB, ctx context.Context, brokers []string) map[string]*tiles.Tile {
+	t.Helper()
+	got := map[string]*tiles.Tile{}
+	if _, err := ReadAll(ctx, brokers, tiles.Topic, func(m kafkago.Message) error {
+		if m.Value == nil {
+			delete(got, string(m.Key))
+			return nil
+		}
+		tl, err := tiles.Decode(m.Value)
+		if err != nil {
+			return err
+		}
+		if tl.Key() != string(m.Key) {
+			return fmt.Errorf("tile under key %s says it is %s", m.Key, tl.Key())
+		}
+		got[string(m.Key)] = tl
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// diffTiles compares tiles by their JSON and reports the differences.
+func diffTiles(t testing.TB, want, got map[string]*tiles.Tile) {
+	t.Helper()
+	var keys []string
+	for k := range want {
+		keys = append(keys, k)
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	bad := 0
+	for _, k := range keys {
+		w, g := want[k], got[k]
+		var wb, gb []byte
+		if w != nil {
+			wb, _ = json.Marshal(w)
+		}
+		if g != nil {
+			gb, _ = json.Marshal(g)
+		}
+		if string(wb) != string(gb) {
+			bad++
+			if bad <= 3 {
+				t.Errorf("tile %s:\nuninterrupted %s\ngot           %s", k, wb, gb)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d tiles differ", bad, len(keys))
+	}
+}
+
 // TestCrashAtRandomPointsEndsWithTheSameTiles stops the featurizer at
 // random points of a 200k-event stream (between commits, and in the middle
 // of emitting a flush), restarts it from features.tiles and the committed
@@ -101,7 +276,8 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true}); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
+		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -130,7 +306,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 	}
 
 	// The uninterrupted reference: every record once, in partition order.
-	ref, err := core.New([]*featurespec.View{view})
+	ref, err := core.New([]*featurespec.View{view}, core.WithPartitions(repartitions))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,132 +323,64 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		t.Fatalf("reference saw %d records, want %d", ref.C.Records.Load(), events)
 	}
 
-	out, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = out.Close() }()
+	defer func() { _ = tileOut.Close() }()
+	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: Balancer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = routedOut.Close() }()
 
 	crashes := 0
 	for incarnation := 0; ; incarnation++ {
-		eng, err := core.New([]*featurespec.View{view})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Restore(ctx, brokers, tiles.Topic, eng, nil); err != nil {
-			t.Fatal(err)
-		}
-		w := &crashWriter{w: out, keep: rng.IntN(3000)}
-		h := NewHandler(eng, w, nil)
-		if err := h.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
+		w := &crashWriter{w: tileOut, keep: rng.IntN(3000)}
 		// Six crashes of at most 30k records each cannot reach the end of
 		// the 200k records, so each of them happens.
-		last := incarnation >= 6
-		var handler kafka.Handler = h
-		if !last {
-			ch := &crashHandler{Handler: h, left: 2000 + rng.IntN(28000)}
-			if incarnation%2 == 1 {
-				ch.inFlush = w
-			}
-			handler = ch
-		}
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "crash", Topics: []string{"events.clicks"},
-			CommitInterval: 100 * time.Millisecond, CommitEvery: 7000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- c.Run(cctx, handler) }()
-		if !last {
+		if incarnation < 6 {
+			left := 2000 + rng.IntN(28000)
+			p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, func(h *RouteHandler) kafka.Handler {
+				return &crashHandler{RouteHandler: h, left: left, inFlush: w}
+			})
 			select {
-			case err := <-done:
-				cancel()
-				if !errors.Is(err, errCrash) {
-					t.Fatalf("incarnation %d ended with %v, want the injected crash", incarnation, err)
-				}
-				crashes++
-				continue
+			case err := <-p.srcDone:
+				p.srcDone <- err
 			case <-time.After(2 * time.Minute):
-				cancel()
 				t.Fatalf("incarnation %d did not crash within 2 minutes", incarnation)
 			}
+			srcErr, aggErr := p.stop()
+			if !errors.Is(srcErr, errCrash) {
+				t.Fatalf("incarnation %d: source stage ended with %v, want the injected crash", incarnation, srcErr)
+			}
+			if aggErr != nil && !errors.Is(aggErr, errCrash) {
+				t.Fatalf("incarnation %d: aggregation stage ended with %v", incarnation, aggErr)
+			}
+			crashes++
+			continue
 		}
+		p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, nil)
 		testutil.Eventually(t, 3*time.Minute, "the last incarnation to catch up", func() error {
 			select {
-			case err := <-done:
-				done <- err
-				return fmt.Errorf("consumer stopped: %v", err)
+			case err := <-p.aggDone:
+				p.aggDone <- err
+				return fmt.Errorf("aggregator stopped: %v", err)
 			default:
 			}
-			lag := h.Lag()
-			if len(lag) < 4 {
-				return fmt.Errorf("lag known for %d of 4 partitions", len(lag))
-			}
-			for k, v := range lag {
-				if v != 0 {
-					return fmt.Errorf("%s/%d lags %d", k.Topic, k.Partition, v)
-				}
-			}
-			return nil
+			return caughtUp(ctx, brokers, 4, []*RouteHandler{p.route}, []*Aggregator{p.agg})
 		})
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
+		if srcErr, aggErr := p.stop(); srcErr != nil || aggErr != nil {
+			t.Fatalf("last incarnation: source stage %v, aggregation stage %v", srcErr, aggErr)
 		}
 		break
 	}
 
-	got := map[string]*tiles.Tile{}
-	if _, err := ReadAll(ctx, brokers, tiles.Topic, func(m kafkago.Message) error {
-		if m.Value == nil {
-			delete(got, string(m.Key))
-			return nil
-		}
-		tl, err := tiles.Decode(m.Value)
-		if err != nil {
-			return err
-		}
-		got[string(m.Key)] = tl
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := liveTiles(t, ctx, brokers)
 	want := ref.Snapshot()
 	t.Logf("%d crashes; %d live tiles in the reference, %d on the topic", crashes, len(want), len(got))
 	if crashes < 6 {
 		t.Fatalf("only %d crashes were injected", crashes)
 	}
-	var keys []string
-	for k := range want {
-		keys = append(keys, k)
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	bad := 0
-	for _, k := range keys {
-		w, g := want[k], got[k]
-		var wb, gb []byte
-		if w != nil {
-			wb, _ = json.Marshal(w)
-		}
-		if g != nil {
-			gb, _ = json.Marshal(g)
-		}
-		if string(wb) != string(gb) {
-			bad++
-			if bad <= 3 {
-				t.Errorf("tile %s:\nuninterrupted %s\nafter crashes %s", k, wb, gb)
-			}
-		}
-	}
-	if bad > 0 {
-		t.Fatalf("%d of %d tiles differ", bad, len(keys))
-	}
+	diffTiles(t, want, got)
 }

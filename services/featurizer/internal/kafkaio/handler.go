@@ -6,99 +6,124 @@ import (
 	"log/slog"
 	"sync"
 
+	kafkago "github.com/segmentio/kafka-go"
+
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
-// Writer writes records to features.tiles and returns once Kafka
-// acknowledged them.
+// Writer writes records and returns once Kafka acknowledged them.
 type Writer interface {
 	Write(ctx context.Context, msgs ...kafka.Message) error
 }
 
 var _ Writer = (*kafka.Producer)(nil)
 
-// Handler is the consumer's handler: it feeds records to the core and, on
-// Flush, writes every changed tile (and tombstones of expired ones) before
-// the consumer commits the offsets of the records that changed them.
-type Handler struct {
-	eng *core.Engine
-	out Writer
-	log *slog.Logger
-
-	// engMu serialises the engine between the consumer and callers of
-	// WithEngine (tests, restore).
-	engMu sync.Mutex
-
-	// unsent holds the outputs of a flush whose write failed: the engine
-	// handed them over already, so they are written first next time
-	// (otherwise a retried flush would commit offsets of lost tiles).
-	unsent []core.Output
-
-	lagMu sync.Mutex
-	lag   map[PartitionKey]int64
-}
-
-// PartitionKey names a source partition.
+// PartitionKey names a partition.
 type PartitionKey struct {
 	Topic     string
 	Partition int
 }
 
-// NewHandler builds a handler around eng writing tiles with out.
-func NewHandler(eng *core.Engine, out Writer, log *slog.Logger) *Handler {
+// lagTracker remembers, per partition, the records between the last one
+// handled and the partition's high watermark.
+type lagTracker struct {
+	mu  sync.Mutex
+	lag map[PartitionKey]int64
+}
+
+func (l *lagTracker) observe(m *kafka.Message) {
+	if m.HighWaterMark <= 0 {
+		return
+	}
+	lag := max(0, m.HighWaterMark-m.Offset-1)
+	l.mu.Lock()
+	if l.lag == nil {
+		l.lag = map[PartitionKey]int64{}
+	}
+	l.lag[PartitionKey{m.Topic, m.Partition}] = lag
+	l.mu.Unlock()
+}
+
+func (l *lagTracker) forget(topic string, partition int) {
+	l.mu.Lock()
+	delete(l.lag, PartitionKey{topic, partition})
+	l.mu.Unlock()
+}
+
+// Lag returns the lag per partition seen so far.
+func (l *lagTracker) Lag() map[PartitionKey]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[PartitionKey]int64, len(l.lag))
+	for k, v := range l.lag {
+		out[k] = v
+	}
+	return out
+}
+
+// RouteHandler is the source stage's consumer handler: it routes source
+// records to routed records and, on Flush, writes them to the repartition
+// topic before the consumer commits the source offsets.
+type RouteHandler struct {
+	r   *core.Router
+	out Writer
+	log *slog.Logger
+	c   *core.Counters
+	buf []kafka.Message
+	lagTracker
+}
+
+// NewRouteHandler builds a handler routing with r (counting into c) and
+// writing routed records with out (a producer on core.RepartitionTopic
+// using Balancer).
+func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, log *slog.Logger) *RouteHandler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{eng: eng, out: out, log: log, lag: map[PartitionKey]int64{}}
+	return &RouteHandler{r: r, c: c, out: out, log: log}
 }
 
-// Handle applies one record. Undecodable records are counted and skipped
+// Balancer places routed records on the repartition partition of their
+// key (core.PartitionOfKey), the placement a starting aggregator restores by.
+var Balancer = kafkago.BalancerFunc(func(m kafkago.Message, partitions ...int) int {
+	return partitions[core.PartitionOfKey(m.Key, len(partitions))]
+})
+
+// Handle routes one record. Undecodable records are counted and skipped
 // (logged for the first few and then rarely), never retried: a poison
 // record must not stop the featurizer.
-func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
-	h.engMu.Lock()
-	err := h.eng.Apply(core.Record{
+func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
+	err := h.r.Route(core.Record{
 		Topic:     m.Topic,
 		Partition: m.Partition,
 		Offset:    m.Offset,
 		TimeMs:    m.Time.UnixMilli(),
 		Value:     m.Value,
+	}, func(key, value []byte) error {
+		h.buf = append(h.buf, kafka.Message{Key: append([]byte(nil), key...), Value: append([]byte(nil), value...), Time: m.Time})
+		return nil
 	})
-	h.engMu.Unlock()
 	if err != nil {
-		if n := h.eng.C.Invalid.Load(); n <= 10 || n%10000 == 0 {
+		if n := h.c.Invalid.Load(); n <= 10 || n%10000 == 0 {
 			h.log.Warn("skip invalid record", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "invalid_total", n, "err", err)
 		}
 	}
-	if m.HighWaterMark > 0 {
-		lag := m.HighWaterMark - m.Offset - 1
-		if lag < 0 {
-			lag = 0
-		}
-		h.lagMu.Lock()
-		h.lag[PartitionKey{m.Topic, m.Partition}] = lag
-		h.lagMu.Unlock()
-	}
+	h.observe(&m)
 	return nil
 }
 
-// Flush writes the tiles changed since the last flush.
-func (h *Handler) Flush(ctx context.Context) error {
-	h.engMu.Lock()
-	outs, err := h.eng.Flush()
-	h.engMu.Unlock()
-	if err != nil {
-		return err
+// Flush writes the routed records of the records handled since the last
+// flush. On failure they are kept and written first next time.
+func (h *RouteHandler) Flush(ctx context.Context) error {
+	if len(h.buf) == 0 {
+		return nil
 	}
-	if len(h.unsent) > 0 {
-		outs = append(h.unsent, outs...)
+	if err := h.out.Write(ctx, h.buf...); err != nil {
+		return fmt.Errorf("write %d routed records: %w", len(h.buf), err)
 	}
-	if err := Emit(ctx, h.out, outs); err != nil {
-		h.unsent = outs
-		return err
-	}
-	h.unsent = nil
+	clear(h.buf)
+	h.buf = h.buf[:0]
 	return nil
 }
 
@@ -115,23 +140,4 @@ func Emit(ctx context.Context, w Writer, outs []core.Output) error {
 		return fmt.Errorf("emit %d tiles: %w", len(outs), err)
 	}
 	return nil
-}
-
-// Lag returns the consumer lag per source partition seen so far: records
-// between the last one handled and the partition's high watermark.
-func (h *Handler) Lag() map[PartitionKey]int64 {
-	h.lagMu.Lock()
-	defer h.lagMu.Unlock()
-	out := make(map[PartitionKey]int64, len(h.lag))
-	for k, v := range h.lag {
-		out[k] = v
-	}
-	return out
-}
-
-// WithEngine runs fn with exclusive use of the engine.
-func (h *Handler) WithEngine(fn func(*core.Engine)) {
-	h.engMu.Lock()
-	defer h.engMu.Unlock()
-	fn(h.eng)
 }

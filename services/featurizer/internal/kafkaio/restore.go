@@ -1,7 +1,9 @@
-// Package kafkaio holds the featurizer's Kafka adapters: the inbound
-// consumer handler that feeds the core, the tile sink that writes what the
-// core flushes to features.tiles, and the reader that restores tile state
-// from that compacted topic on start.
+// Package kafkaio holds the featurizer's Kafka adapters: the source stage's
+// consumer handler that routes source records onto the repartition topic,
+// the aggregation stage that consumes its assigned repartition partitions
+// (restoring their tiles from the compacted features.tiles on every
+// assignment) and writes what the core flushes to features.tiles, and the
+// reader of that topic.
 package kafkaio
 
 import (
@@ -91,13 +93,28 @@ func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p k
 	}
 }
 
-// Restore loads eng with the tiles on topic (the compacted features.tiles):
-// the last state of every key, minus the keys a tombstone deleted. Tiles
+// Restore loads into eng the tiles on topic (the compacted
+// features.tiles) of the repartition partitions in parts, out of n: the
+// last state of every key, minus the keys a tombstone deleted. A tile
+// belongs to the partition core.PartitionOf its view and entity. Tiles
 // that do not decode are logged and skipped.
-func Restore(ctx context.Context, brokers []string, topic string, eng *core.Engine, log *slog.Logger) (int, error) {
-	return ReadAll(ctx, brokers, topic, func(m kafkago.Message) error {
+func Restore(ctx context.Context, brokers []string, topic string, eng *core.Engine, parts map[int32]bool, n int, log *slog.Logger) (int, error) {
+	kept := 0
+	_, err := ReadAll(ctx, brokers, topic, func(m kafkago.Message) error {
+		view, entity, _, _, ok := core.ParseKey(string(m.Key))
+		if !ok {
+			if log != nil {
+				log.Warn("skip tile with a malformed key", "key", string(m.Key))
+			}
+			return nil
+		}
+		p := int32(core.PartitionOf(view, entity, n))
+		if !parts[p] {
+			return nil
+		}
+		kept++
 		if m.Value == nil {
-			eng.RestoreTombstone(string(m.Key))
+			eng.RestoreTombstone(p, string(m.Key))
 			return nil
 		}
 		t, err := tiles.Decode(m.Value)
@@ -107,7 +124,8 @@ func Restore(ctx context.Context, brokers []string, topic string, eng *core.Engi
 			}
 			return nil
 		}
-		eng.Restore(t)
+		eng.Restore(p, t)
 		return nil
 	})
+	return kept, err
 }

@@ -1,0 +1,294 @@
+package core
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// RepartitionTopic is the internal topic the router writes and the
+// aggregation stage reads: one record per (view, row change), keyed and
+// partitioned by view|entity so every change of one entity lands on one
+// partition, in the order the router saw them.
+const RepartitionTopic = "featurizer.repartition"
+
+// PartitionOf is the repartition partition of a view's entity among n
+// partitions. The router places changes with it and a starting aggregator
+// uses it to pick the tiles of the partitions it was assigned out of
+// features.tiles, so the two must agree: FNV-1a of "view|entity".
+func PartitionOf(view, entity string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnvString(fnvOffset, view)
+	h = (h ^ '|') * fnvPrime
+	h = fnvString(h, entity)
+	return int(h % uint32(n))
+}
+
+// PartitionOfKey is the repartition partition of a routed record's key
+// (view|entity) among n partitions; it equals PartitionOf.
+func PartitionOfKey(key []byte, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := uint32(fnvOffset)
+	for _, c := range key {
+		h = (h ^ uint32(c)) * fnvPrime
+	}
+	return int(h % uint32(n))
+}
+
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+func fnvString(h uint32, s string) uint32 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// Routed record value, version 1 (integers are varints unless noted):
+//
+//	byte     version (1)
+//	byte     flags: 1 = an image to add follows, 2 = the change is an
+//	         update, 4 = an image to retract follows (before the add)
+//	uvarint  len, view name
+//	uvarint  len, entity id
+//	uvarint  len, source topic
+//	varint   source partition
+//	varint   source offset
+//	uint32   column layout fingerprint (little endian)
+//	images   the retract image, then the add image, as flagged; each is
+//	         varint event time (Unix ms), uvarint column count, and per
+//	         column a kind byte and its payload: 0 absent or null;
+//	         1 number (uvarint len, JSON text); 2 string (uvarint len,
+//	         bytes); 3 true; 4 false; 5 other JSON (uvarint len, JSON text)
+//
+// A CDC update whose before and after images belong to the same entity is
+// one record, so the aggregation stage applies both under one source
+// position (its replay check is per source record). Columns are the view's
+// aggregated columns in the order of viewColumns; the fingerprint (FNV-1a
+// of that list) lets an aggregator built from another spec version refuse
+// records it would misread.
+const routedVersion = 1
+
+const (
+	flagAdd     = 1
+	flagUpdate  = 2
+	flagRetract = 4
+)
+
+const (
+	kindNull   = 0
+	kindNumber = 1
+	kindString = 2
+	kindTrue   = 3
+	kindFalse  = 4
+	// kindRaw is any other JSON value (object, array), as its JSON text.
+	kindRaw = 5
+)
+
+// colVal is one column's value in a routed change. Text aliases the
+// record's bytes (or the router's scratch buffer).
+type colVal struct {
+	kind byte
+	text []byte
+}
+
+// image is one row image of a routed change.
+type image struct {
+	ts   int64
+	cols []colVal
+}
+
+// routed is a decoded routed record; byte slices alias the input.
+type routed struct {
+	hasAdd, hasRetract, update bool
+	view                       []byte
+	entity                     []byte
+	srcTopic                   []byte
+	srcPart                    int64
+	srcOffset                  int64
+	layout                     uint32
+	retract, add               image
+}
+
+func appendImage(b []byte, im *image) []byte {
+	b = binary.AppendVarint(b, im.ts)
+	b = binary.AppendUvarint(b, uint64(len(im.cols)))
+	for _, c := range im.cols {
+		b = append(b, c.kind)
+		if c.kind == kindNumber || c.kind == kindString || c.kind == kindRaw {
+			b = binary.AppendUvarint(b, uint64(len(c.text)))
+			b = append(b, c.text...)
+		}
+	}
+	return b
+}
+
+func appendRouted(b []byte, r *routed) []byte {
+	b = append(b, routedVersion)
+	var flags byte
+	if r.hasAdd {
+		flags |= flagAdd
+	}
+	if r.update {
+		flags |= flagUpdate
+	}
+	if r.hasRetract {
+		flags |= flagRetract
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(r.view)))
+	b = append(b, r.view...)
+	b = binary.AppendUvarint(b, uint64(len(r.entity)))
+	b = append(b, r.entity...)
+	b = binary.AppendUvarint(b, uint64(len(r.srcTopic)))
+	b = append(b, r.srcTopic...)
+	b = binary.AppendVarint(b, r.srcPart)
+	b = binary.AppendVarint(b, r.srcOffset)
+	b = binary.LittleEndian.AppendUint32(b, r.layout)
+	if r.hasRetract {
+		b = appendImage(b, &r.retract)
+	}
+	if r.hasAdd {
+		b = appendImage(b, &r.add)
+	}
+	return b
+}
+
+var errRoutedShort = errors.New("routed record: truncated")
+
+type routedReader struct {
+	b []byte
+	p int
+}
+
+func (rd *routedReader) bytes(what string) ([]byte, error) {
+	n, k := binary.Uvarint(rd.b[rd.p:])
+	if k <= 0 || n > uint64(len(rd.b)-rd.p-k) {
+		return nil, fmt.Errorf("routed record: bad %s length", what)
+	}
+	rd.p += k
+	s := rd.b[rd.p : rd.p+int(n)]
+	rd.p += int(n)
+	return s, nil
+}
+
+func (rd *routedReader) varint(what string) (int64, error) {
+	v, k := binary.Varint(rd.b[rd.p:])
+	if k <= 0 {
+		return 0, fmt.Errorf("routed record: bad %s", what)
+	}
+	rd.p += k
+	return v, nil
+}
+
+func (rd *routedReader) image(im *image) error {
+	var err error
+	if im.ts, err = rd.varint("event time"); err != nil {
+		return err
+	}
+	n, k := binary.Uvarint(rd.b[rd.p:])
+	if k <= 0 || n > uint64(len(rd.b)-rd.p-k) {
+		return errors.New("routed record: bad column count")
+	}
+	rd.p += k
+	im.cols = im.cols[:0]
+	for i := uint64(0); i < n; i++ {
+		if rd.p >= len(rd.b) {
+			return errRoutedShort
+		}
+		c := colVal{kind: rd.b[rd.p]}
+		rd.p++
+		switch c.kind {
+		case kindNull, kindTrue, kindFalse:
+		case kindNumber, kindString, kindRaw:
+			if c.text, err = rd.bytes("column"); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("routed record: column %d has unknown kind %d", i, c.kind)
+		}
+		im.cols = append(im.cols, c)
+	}
+	return nil
+}
+
+// decodeRouted parses a routed record into r, reusing r's column slices.
+// It never panics on malformed input (fuzzed).
+func decodeRouted(b []byte, r *routed) error {
+	if len(b) < 2 {
+		return errRoutedShort
+	}
+	if b[0] != routedVersion {
+		return fmt.Errorf("routed record: version %d, want %d", b[0], routedVersion)
+	}
+	flags := b[1]
+	if flags&^(flagAdd|flagUpdate|flagRetract) != 0 {
+		return fmt.Errorf("routed record: unknown flags %#x", flags)
+	}
+	if flags&(flagAdd|flagRetract) == 0 {
+		return errors.New("routed record: no row image")
+	}
+	r.hasAdd, r.update, r.hasRetract = flags&flagAdd != 0, flags&flagUpdate != 0, flags&flagRetract != 0
+	rd := routedReader{b: b, p: 2}
+	var err error
+	if r.view, err = rd.bytes("view"); err != nil {
+		return err
+	}
+	if len(r.view) == 0 {
+		return errors.New("routed record: view is empty")
+	}
+	if r.entity, err = rd.bytes("entity"); err != nil {
+		return err
+	}
+	if len(r.entity) == 0 {
+		return errors.New("routed record: entity is empty")
+	}
+	if r.srcTopic, err = rd.bytes("source topic"); err != nil {
+		return err
+	}
+	if r.srcPart, err = rd.varint("source partition"); err != nil {
+		return err
+	}
+	if r.srcPart < 0 || r.srcPart > math.MaxInt32 {
+		return fmt.Errorf("routed record: source partition %d out of range", r.srcPart)
+	}
+	if r.srcOffset, err = rd.varint("source offset"); err != nil {
+		return err
+	}
+	if len(b)-rd.p < 4 {
+		return errRoutedShort
+	}
+	r.layout = binary.LittleEndian.Uint32(b[rd.p:])
+	rd.p += 4
+	if r.hasRetract {
+		if err := rd.image(&r.retract); err != nil {
+			return err
+		}
+	}
+	if r.hasAdd {
+		if err := rd.image(&r.add); err != nil {
+			return err
+		}
+	}
+	if rd.p != len(b) {
+		return errors.New("routed record: trailing bytes")
+	}
+	return nil
+}
+
+func layoutOf(cols []string) uint32 {
+	h := uint32(fnvOffset)
+	for _, c := range cols {
+		h = fnvString(h, c)
+		h *= fnvPrime // a 0 byte between names
+	}
+	return h
+}
