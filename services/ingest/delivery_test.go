@@ -25,6 +25,12 @@ type writer struct {
 
 func startWriter(t *testing.T, dsn, table string, from, limit, batch int) *writer {
 	t.Helper()
+	return startWriterSizes(t, dsn, table, from, limit, func() int { return batch })
+}
+
+// startWriterSizes is startWriter with transactions of size() rows each.
+func startWriterSizes(t *testing.T, dsn, table string, from, limit int, size func() int) *writer {
+	t.Helper()
 	w := &writer{stop: make(chan struct{}), done: make(chan error, 1)}
 	w.committed.Store(int64(from))
 	go func() {
@@ -44,7 +50,7 @@ func startWriter(t *testing.T, dsn, table string, from, limit, batch int) *write
 				return
 			default:
 			}
-			n := min(batch, limit-next)
+			n := min(size(), limit-next)
 			_, err := conn.Exec(ctx, `INSERT INTO `+table+` (id, v) SELECT g, 'row ' || g FROM generate_series($1::int, $2::int) g`, next+1, next+n)
 			if err != nil {
 				w.done <- fmt.Errorf("insert %d..%d: %w", next+1, next+n, err)
