@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles"
 )
 
@@ -15,12 +16,15 @@ type StableTiles interface {
 	StableTiles() bool
 }
 
-// windowCache remembers, for a run of tiles, each feature's merge over all
-// but the newest tile of the window. A read merges the cached state with
-// the newest tile only, instead of every tile of a long window (a 7-day
-// window of hourly tiles is 169 tiles). An entry is keyed by the run's
-// first tile and length and is used only while every tile of the run is
-// still the same object, so a rewritten tile (a late event) invalidates it.
+// windowCache remembers, for a run of tiles, the merge of each requested
+// feature over all but the newest tile of a window. A read merges the
+// cached state with the newest tile only, instead of every tile of a long
+// window (a 7-day window of hourly tiles is 169 tiles). An entry is keyed by
+// the run's first tile and length and is used only while every tile of the
+// run is still the same object, so a rewritten tile (a late event)
+// invalidates it. Entries are immutable once published: a read that needs a
+// feature an entry lacks publishes a copy with it added, so readers use an
+// entry without holding a lock.
 type windowCache struct {
 	seed        maphash.Seed
 	maxPerShard int
@@ -39,12 +43,32 @@ type spanKey struct {
 
 type spanEntry struct {
 	tiles []*tiles.Tile
-	irs   map[string]mergedIR
+	// irs holds the merged features, few per entry (the features of one
+	// window of one view), so a linear search beats a map.
+	irs []featureIR
+}
+
+type featureIR struct {
+	name string
+	m    mergedIR
 }
 
 type mergedIR struct {
 	ir     tiles.IR
 	newest int64
+}
+
+// get returns the merged state of feature, if the entry has it.
+func (e *spanEntry) get(feature string) (*mergedIR, bool) {
+	if e == nil {
+		return nil, false
+	}
+	for i := range e.irs {
+		if e.irs[i].name == feature {
+			return &e.irs[i].m, true
+		}
+	}
+	return nil, false
 }
 
 func newWindowCache(maxEntries int) *windowCache {
@@ -59,66 +83,87 @@ func (c *windowCache) shard(k spanKey) *cacheShard {
 	return &c.shards[maphash.Comparable(c.seed, k)%uint64(len(c.shards))]
 }
 
-func (c *windowCache) get(run []*tiles.Tile, feature string) (mergedIR, bool) {
+// lookup returns the entry of exactly the tiles of run, or nil.
+func (c *windowCache) lookup(run []*tiles.Tile) *spanEntry {
 	k := spanKey{run[0], len(run)}
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.m[k]
-	if e == nil {
-		return mergedIR{}, false
-	}
-	if !slices.Equal(e.tiles, run) {
+	if e != nil && !slices.Equal(e.tiles, run) {
 		delete(sh.m, k)
-		return mergedIR{}, false
+		return nil
 	}
-	m, ok := e.irs[feature]
-	return m, ok
+	return e
 }
 
-func (c *windowCache) put(run []*tiles.Tile, feature string, m mergedIR) {
-	k := spanKey{run[0], len(run)}
+// publish makes e the entry of its tiles.
+func (c *windowCache) publish(e *spanEntry) {
+	k := spanKey{e.tiles[0], len(e.tiles)}
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.m[k]
-	if e == nil || !slices.Equal(e.tiles, run) {
-		if len(sh.m) >= c.maxPerShard {
-			// Crude but bounded: a full shard starts over.
-			clear(sh.m)
-		}
-		e = &spanEntry{tiles: slices.Clone(run), irs: map[string]mergedIR{}}
-		sh.m[k] = e
+	if _, ok := sh.m[k]; !ok && len(sh.m) >= c.maxPerShard {
+		// Crude but bounded: a full shard starts over.
+		clear(sh.m)
 	}
-	e.irs[feature] = m
+	sh.m[k] = e
 }
 
 // cacheable reports whether ir can be shared: sketches are pointers that a
 // later Merge would modify in place.
 func cacheable(ir *tiles.IR) bool { return ir.Distinct == nil && ir.Quantiles == nil }
 
+// sketched reports whether agg's state includes a sketch (never cacheable).
+func sketched(agg string) bool {
+	return agg == featurespec.AggApproxDistinct || featurespec.IsQuantile(agg)
+}
+
 // minCachedRun is the shortest run worth caching.
 const minCachedRun = 4
 
-// window is tiles.Window over sp (already narrowed to the feature's
-// resolution and window), through the cache when there is one.
-func (c *windowCache) window(sp []*tiles.Tile, p *refPlan, nowMs int64) (tiles.IR, int64) {
-	if c == nil || len(sp) < minCachedRun+1 {
-		return tiles.Window(sp, p.feat, nowMs)
+// entry returns the cache entry of run holding every cacheable feature of
+// refs (all of one window of one view), computing and publishing what is
+// missing; nil when there is no cache or run is too short to be worth it.
+func (c *windowCache) entry(run []*tiles.Tile, refs []refPlan, idx []int, nowMs int64) *spanEntry {
+	if c == nil || len(run) < minCachedRun {
+		return nil
 	}
-	run, last := sp[:len(sp)-1], sp[len(sp)-1]
-	m, ok := c.get(run, p.feat.Name)
-	if !ok {
-		m.ir, m.newest = tiles.Window(run, p.feat, nowMs)
-		if !cacheable(&m.ir) {
-			return tiles.Window(sp, p.feat, nowMs)
+	e := c.lookup(run)
+	missing := 0
+	for _, i := range idx {
+		if _, ok := e.get(refs[i].feat.Name); !ok && !sketched(refs[i].feat.Aggregation) {
+			missing++
 		}
-		c.put(run, p.feat.Name, m)
 	}
-	// Same order of merges as tiles.Window over sp: the run, then last.
-	if ir, ok := last.Features[p.feat.Name]; ok {
-		m.ir.Merge(ir)
-		m.newest = max(m.newest, last.MaxEventMs)
+	if missing == 0 {
+		return e
 	}
-	return m.ir, m.newest
+	n := &spanEntry{}
+	if e != nil {
+		n.tiles = e.tiles
+		n.irs = make([]featureIR, len(e.irs), len(e.irs)+missing)
+		copy(n.irs, e.irs)
+	} else {
+		n.tiles = slices.Clone(run)
+		n.irs = make([]featureIR, 0, missing)
+	}
+	added := false
+	for _, i := range idx {
+		f := refs[i].feat
+		if _, ok := n.get(f.Name); ok || sketched(f.Aggregation) {
+			continue // asked twice in one request, or never cacheable
+		}
+		var m mergedIR
+		m.ir, m.newest = tiles.Window(run, f, nowMs)
+		if !cacheable(&m.ir) {
+			continue
+		}
+		n.irs = append(n.irs, featureIR{name: f.Name, m: m})
+		added = true
+	}
+	if added {
+		c.publish(n)
+	}
+	return n
 }

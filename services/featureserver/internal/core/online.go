@@ -137,6 +137,15 @@ type refPlan struct {
 	winMs int64
 }
 
+// group is the requested features of one view over one window: they read
+// the same run of tiles, so the run is found (and its cache entry looked
+// up) once per entity for all of them.
+type group struct {
+	view         int
+	resMs, winMs int64
+	lo, hi       int // the group's refs are scratch.order[lo:hi]
+}
+
 // fetch is the tiles of one (view, entity).
 type fetch struct {
 	view   string
@@ -148,6 +157,9 @@ type fetch struct {
 type scratch struct {
 	refs    []refPlan
 	views   []*View
+	groups  []group
+	order   []int // indices into refs, grouped
+	inGroup []int // group of each ref
 	fetches []fetch
 	values  []Value
 	keys    []string
@@ -281,6 +293,7 @@ func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error
 			winMs: time.Duration(f.Window).Milliseconds(),
 		})
 	}
+	s.planGroups()
 	n := len(rows) * len(s.views)
 	if cap(s.fetches) < n {
 		s.fetches = append(s.fetches[:cap(s.fetches)], make([]fetch, n-cap(s.fetches))...)
@@ -298,6 +311,42 @@ func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error
 		}
 	}
 	return nil
+}
+
+// planGroups sorts the refs into groups of one view and window.
+func (s *scratch) planGroups() {
+	s.groups = s.groups[:0]
+	s.inGroup = s.inGroup[:0]
+	for i := range s.refs {
+		p := &s.refs[i]
+		gi := -1
+		for j := range s.groups {
+			if g := &s.groups[j]; g.view == p.view && g.resMs == p.resMs && g.winMs == p.winMs {
+				gi = j
+				break
+			}
+		}
+		if gi < 0 {
+			gi = len(s.groups)
+			s.groups = append(s.groups, group{view: p.view, resMs: p.resMs, winMs: p.winMs})
+		}
+		s.groups[gi].hi++ // a count for now
+		s.inGroup = append(s.inGroup, gi)
+	}
+	n := 0
+	for j := range s.groups {
+		g := &s.groups[j]
+		g.lo, g.hi, n = n, n, n+g.hi
+	}
+	if cap(s.order) < len(s.refs) {
+		s.order = make([]int, len(s.refs))
+	}
+	s.order = s.order[:len(s.refs)]
+	for i, gi := range s.inGroup {
+		g := &s.groups[gi]
+		s.order[g.hi] = i
+		g.hi++
+	}
 }
 
 func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, error) {
@@ -353,9 +402,9 @@ func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs in
 	cols := len(s.refs)
 	for r := lo; r < hi; r++ {
 		out := s.values[r*cols : (r+1)*cols]
-		for i := range s.refs {
-			p := &s.refs[i]
-			out[i] = o.compute(&s.fetches[r*nv+p.view], p, s.views[p.view].MaxAgeMs, nowMs)
+		for gi := range s.groups {
+			g := &s.groups[gi]
+			o.computeGroup(s, &s.fetches[r*nv+g.view], g, out, nowMs)
 		}
 	}
 	return nil
@@ -379,17 +428,51 @@ func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
 	return nil
 }
 
-// compute merges one feature of one entity at nowMs.
-func (o *Online) compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
+// computeGroup merges the features of group g of one entity at nowMs into
+// out (the entity's row).
+func (o *Online) computeGroup(s *scratch, f *fetch, g *group, out []Value, nowMs int64) {
+	idx := s.order[g.lo:g.hi]
 	if len(f.tiles) == 0 {
-		return Value{Status: StatusNotFound}
+		for _, i := range idx {
+			out[i] = Value{Status: StatusNotFound}
+		}
+		return
 	}
-	from := tiles.StartOf(nowMs-p.winMs, time.Duration(p.resMs)*time.Millisecond)
-	if p.resMs == 0 {
-		from = 0
+	from := int64(0)
+	if g.resMs > 0 {
+		from = tiles.StartOf(nowMs-g.winMs, time.Duration(g.resMs)*time.Millisecond)
 	}
-	ir, newest := o.cache.window(span(f.tiles, p.resMs, from, nowMs), p, nowMs)
-	raw, ok := ir.Value(p.feat.Aggregation)
+	sp := span(f.tiles, g.resMs, from, nowMs)
+	var e *spanEntry
+	var last *tiles.Tile
+	if len(sp) > 1 {
+		e = o.cache.entry(sp[:len(sp)-1], s.refs, idx, nowMs)
+		last = sp[len(sp)-1]
+	}
+	maxAgeMs := s.views[g.view].MaxAgeMs
+	for _, i := range idx {
+		p := &s.refs[i]
+		var ir tiles.IR
+		var newest int64
+		if m, ok := e.get(p.feat.Name); ok {
+			// Same order of merges as tiles.Window over sp: the run, then
+			// the newest tile.
+			ir, newest = m.ir, m.newest
+			if x, ok := last.Features[p.feat.Name]; ok {
+				ir.Merge(x)
+				newest = max(newest, last.MaxEventMs)
+			}
+		} else {
+			ir, newest = tiles.Window(sp, p.feat, nowMs)
+		}
+		out[i] = value(&ir, newest, f.newest, p.feat.Aggregation, maxAgeMs, nowMs)
+	}
+}
+
+// value is a merged feature's value; newest is the newest event in its
+// window, entityNewest the newest of the entity in the view.
+func value(ir *tiles.IR, newest, entityNewest int64, agg string, maxAgeMs, nowMs int64) Value {
+	raw, ok := ir.Value(agg)
 	if !ok {
 		return Value{Status: StatusNotFound}
 	}
@@ -400,7 +483,7 @@ func (o *Online) compute(f *fetch, p *refPlan, maxAgeMs, nowMs int64) Value {
 	// A window no event fell into (a count that decayed to 0) is as fresh
 	// as the newest event seen for the entity in this view.
 	if newest == 0 {
-		newest = f.newest
+		newest = entityNewest
 	}
 	v.EventMs = newest
 	v.Status = StatusPresent

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -614,5 +615,113 @@ func TestRewrittenTileInvalidatesCachedWindow(t *testing.T) {
 	fx.put(t, v, late...)
 	if got := read(); got != -5 {
 		t.Fatalf("min_7d after the late event = %v, want -5", got)
+	}
+}
+
+const sketchView = `
+name: sketchy
+entity: {name: user, join_keys: [user_id]}
+source: {topic: events.sketchy}
+features:
+  - {name: count_7d, aggregation: count, window: 7d}
+  - {name: p50_7d, column: amount, aggregation: p50, window: 7d}
+  - {name: avg_7d, column: amount, aggregation: avg, window: 7d}
+  - {name: distinct_7d, column: amount, aggregation: approx_distinct, window: 7d}
+  - {name: max_7d, column: amount, aggregation: max, window: 7d}
+`
+
+// TestSketchesBesideCachedWindows reads a window whose plain features are
+// served from the window cache and whose sketches (which a merge modifies
+// in place) are not, several times and in different orders: every read
+// equals a fresh merge of the stored tiles.
+func TestSketchesBesideCachedWindows(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), sketchView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	byKey := map[string]*tiles.Tile{}
+	// One small value per hour, and 40 large ones in the newest hour: a
+	// read that merged the newest tile into a cached sketch would move
+	// the next read's median.
+	type ev struct {
+		ts  int64
+		val float64
+	}
+	var evs []ev
+	for h := 1; h < 60; h++ {
+		evs = append(evs, ev{now - int64(h)*3_600_000, float64(h % 7)})
+	}
+	for i := range 40 {
+		evs = append(evs, ev{now - int64(i), 100 + float64(i)})
+	}
+	for _, e := range evs {
+		ts := e.ts
+		start := tiles.StartOf(ts, time.Hour)
+		key := tiles.Key(v.Name, "u", 3_600_000, start)
+		tl := byKey[key]
+		if tl == nil {
+			tl = &tiles.Tile{View: v.Name, Entity: "u", ResolutionMs: 3_600_000, StartMs: start, Features: map[string]*tiles.IR{}}
+			byKey[key] = tl
+		}
+		tl.MaxEventMs = max(tl.MaxEventMs, ts)
+		for _, f := range v.Features {
+			ir := tl.Features[f.Name]
+			if ir == nil {
+				ir = &tiles.IR{}
+				tl.Features[f.Name] = ir
+			}
+			ir.Observe(f.Aggregation, e.val, ts)
+		}
+	}
+	var stored []*tiles.Tile
+	for _, tl := range byKey {
+		stored = append(stored, tl)
+	}
+	fx.put(t, v, stored...)
+	want := func(f featurespec.Feature) float64 {
+		t.Helper()
+		// Fresh copies: the stored tiles must not be merged into.
+		var fresh []*tiles.Tile
+		for _, tl := range stored {
+			b, err := tl.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := tiles.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh = append(fresh, c)
+		}
+		ir, _ := tiles.Window(fresh, f, now)
+		x, ok := ir.Value(f.Aggregation)
+		if !ok {
+			t.Fatalf("%s: no value", f.Name)
+		}
+		n, _ := tiles.Number(x)
+		return n
+	}
+	refs := refsOf(v)
+	for round := range 4 {
+		if round%2 == 1 {
+			slices.Reverse(refs)
+		}
+		res, err := fx.online.Get(context.Background(), refs, []map[string]string{user("u")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ref := range refs {
+			name := strings.TrimPrefix(ref, "sketchy:")
+			var f featurespec.Feature
+			for _, g := range v.Features {
+				if g.Name == name {
+					f = g
+				}
+			}
+			if got, w := res.Values[i].Double, want(f); got != w || res.Values[i].Status != core.StatusPresent {
+				t.Fatalf("read %d %s: %v (status %d), want %v", round, name, got, res.Values[i].Status, w)
+			}
+		}
+		res.Release()
 	}
 }

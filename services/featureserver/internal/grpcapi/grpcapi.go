@@ -62,12 +62,19 @@ func (s *Server) GetOnlineFeatures(ctx context.Context, req *featuresv1.GetOnlin
 }
 
 // encode builds the response vectors with a handful of allocations: the
-// messages of each kind are allocated together and pointed into.
+// messages of each kind are allocated together and pointed into, and the
+// values of a row with the same event time share one Timestamp (the
+// features of one window have the newest event of that window), which
+// marshals the same as separate copies.
 func encode(res *core.Result) []*featuresv1.FeatureVector {
 	n := len(res.Values)
 	var nd, ni, ns, nb, nts int
+	var seen eventTimes
 	for i := range res.Values {
 		v := &res.Values[i]
+		if i%res.Cols == 0 {
+			seen.reset()
+		}
 		switch v.Kind {
 		case core.KindDouble:
 			nd++
@@ -78,7 +85,8 @@ func encode(res *core.Result) []*featuresv1.FeatureVector {
 		case core.KindBool:
 			nb++
 		}
-		if v.EventMs > 0 {
+		if _, ok := seen.find(v.EventMs); v.EventMs > 0 && !ok {
+			seen.add(v.EventMs, nil)
 			nts++
 		}
 	}
@@ -95,6 +103,9 @@ func encode(res *core.Result) []*featuresv1.FeatureVector {
 	var iv, id, ii, is2, ib, its int
 	for i := range res.Values {
 		v := &res.Values[i]
+		if i%res.Cols == 0 {
+			seen.reset()
+		}
 		fv := &fvs[i]
 		fvPtrs[i] = fv
 		fv.Status = featuresv1.FeatureStatus(v.Status)
@@ -122,10 +133,16 @@ func encode(res *core.Result) []*featuresv1.FeatureVector {
 			fv.Value = val
 		}
 		if v.EventMs > 0 {
-			ts := &tss[its]
-			its++
-			ts.Seconds = v.EventMs / 1000
-			ts.Nanos = int32(v.EventMs%1000) * 1e6
+			// The same finds and adds as when counting, so exactly nts
+			// Timestamps are taken.
+			ts, ok := seen.find(v.EventMs)
+			if !ok {
+				ts = &tss[its]
+				its++
+				ts.Seconds = v.EventMs / 1000
+				ts.Nanos = int32(v.EventMs%1000) * 1e6
+				seen.add(v.EventMs, ts)
+			}
 			fv.EventTime = ts
 		}
 	}
@@ -134,6 +151,37 @@ func encode(res *core.Result) []*featuresv1.FeatureVector {
 		vecPtrs[r] = &vecs[r]
 	}
 	return vecPtrs
+}
+
+// eventTimes remembers the last few distinct event times of a row; a row
+// with more distinct times than it holds just gets more Timestamps.
+type eventTimes struct {
+	ms   [8]int64
+	ts   [8]*timestamppb.Timestamp
+	n    int
+	next int
+}
+
+func (e *eventTimes) reset() { e.n, e.next = 0, 0 }
+
+// find returns the Timestamp remembered for ms.
+func (e *eventTimes) find(ms int64) (*timestamppb.Timestamp, bool) {
+	for i := range e.n {
+		if e.ms[i] == ms {
+			return e.ts[i], true
+		}
+	}
+	return nil, false
+}
+
+func (e *eventTimes) add(ms int64, ts *timestamppb.Timestamp) {
+	if e.n < len(e.ms) {
+		e.ms[e.n], e.ts[e.n] = ms, ts
+		e.n++
+		return
+	}
+	e.ms[e.next], e.ts[e.next] = ms, ts
+	e.next = (e.next + 1) % len(e.ms)
 }
 
 // ListFeatureViews implements featuresv1.FeatureServiceServer.

@@ -363,3 +363,52 @@ func BenchmarkCore_100x50(b *testing.B) {
 		res.Release()
 	}
 }
+
+// benchmarkServerSide is the server's share of a call without the
+// transport: decode the request, answer it, encode the response.
+func benchmarkServerSide(b *testing.B, entities int) {
+	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	clk := func() time.Time { return now }
+	st, err := embedded.Open(b.TempDir(), embedded.Options{Now: clk})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	seed(b, st, v, entities)
+	cat := core.NewCatalog([]*featurespec.View{v})
+	on, err := core.NewOnline(st, cat, clk, core.DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpcapi.New(on, cat, 0)
+	in, err := proto.Marshal(request(v, entities))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var out []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		req := &featuresv1.GetOnlineFeaturesRequest{}
+		if err := proto.Unmarshal(in, req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := srv.GetOnlineFeatures(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if out, err = (proto.MarshalOptions{}).MarshalAppend(out[:0], resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(out)), "resp_bytes")
+}
+
+// BenchmarkServerSide_1x50 is the server's work for 1 entity × 50 features.
+func BenchmarkServerSide_1x50(b *testing.B) { benchmarkServerSide(b, 1) }
+
+// BenchmarkServerSide_100x50 is the server's work for 100 entities × 50 features.
+func BenchmarkServerSide_100x50(b *testing.B) { benchmarkServerSide(b, 100) }
