@@ -54,6 +54,9 @@ type Config struct {
 	ScyllaLocalDC     string
 	ScyllaTimeout     time.Duration
 	ScyllaRetries     int
+	// ScyllaTileCacheMB bounds the decoded tiles kept to skip decoding
+	// unchanged ones (encoded megabytes; 0 disables).
+	ScyllaTileCacheMB int
 	// ReloadInterval is how often the feature view files are checked for changes.
 	ReloadInterval time.Duration
 	// FlushInterval is the longest a consumed tile waits before it is
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		ScyllaConsistency: scylla.DefaultConfig().Consistency,
 		ScyllaTimeout:     scylla.DefaultConfig().Timeout,
 		ScyllaRetries:     scylla.DefaultConfig().Retries,
+		ScyllaTileCacheMB: int(scylla.DefaultConfig().TileCacheBytes >> 20),
 		ReloadInterval:    2 * time.Second,
 		FlushInterval:     50 * time.Millisecond,
 		TilesPartitions:   4,
@@ -117,6 +121,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ScyllaLocalDC, "scylla-local-dc", c.ScyllaLocalDC, "data center to route to first; empty: any (store=scylla)")
 	fs.DurationVar(&c.ScyllaTimeout, "scylla-timeout", c.ScyllaTimeout, "timeout of one ScyllaDB request (store=scylla)")
 	fs.IntVar(&c.ScyllaRetries, "scylla-retries", c.ScyllaRetries, "retries of a failed idempotent ScyllaDB request (store=scylla)")
+	fs.IntVar(&c.ScyllaTileCacheMB, "scylla-tile-cache-mb", c.ScyllaTileCacheMB, "encoded megabytes of decoded tiles kept so unchanged tiles are not decoded on every read, and merged windows can be cached (store=scylla); 0 disables")
 	fs.DurationVar(&c.ReloadInterval, "reload-interval", c.ReloadInterval, "how often feature view files are checked for changes")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest wait before consumed tiles are written and servable")
 	fs.IntVar(&c.TilesPartitions, "tiles-partitions", c.TilesPartitions, "partitions of features.tiles when it is created")
@@ -126,7 +131,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxValues, "max-values", c.Limits.MaxValues, "most rows × features per request")
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
-	fs.IntVar(&c.Limits.WindowCacheEntries, "window-cache-entries", c.Limits.WindowCacheEntries, "runs of tiles whose merged windows are cached (embedded store); 0 disables")
+	fs.IntVar(&c.Limits.WindowCacheEntries, "window-cache-entries", c.Limits.WindowCacheEntries, "runs of tiles whose merged windows are cached (embedded store, or scylla with its tile cache); 0 disables")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the admin port")
 	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request; 0: 32 for embedded, 1 for scylla")
 }
@@ -183,6 +188,7 @@ func (c Config) scylla(now func() time.Time, log *slog.Logger) scylla.Config {
 	sc.LocalDC = c.ScyllaLocalDC
 	sc.Timeout = c.ScyllaTimeout
 	sc.Retries = c.ScyllaRetries
+	sc.TileCacheBytes = int64(c.ScyllaTileCacheMB) << 20
 	sc.Now, sc.Log = now, log
 	return sc
 }

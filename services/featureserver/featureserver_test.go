@@ -432,6 +432,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"flush", func(c *featureserver.Config) { c.FlushInterval = 0 }, "flush-interval:"},
 		{"scylla consistency", func(c *featureserver.Config) { c.Store, c.ScyllaConsistency = "scylla", "SOME" }, "scylla-consistency:"},
 		{"scylla hosts", func(c *featureserver.Config) { c.Store, c.ScyllaHosts = "scylla", " , " }, "scylla-hosts:"},
+		{"scylla tile cache", func(c *featureserver.Config) { c.Store, c.ScyllaTileCacheMB = "scylla", -1 }, "scylla-tile-cache-mb:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,9 +9,10 @@ import (
 	"github.com/tributary-ml/tributary/libs/tiles"
 )
 
-// StableTiles is implemented by stores whose GetTiles returns the very same
-// *tiles.Tile for as long as a tile is unchanged (a write stores a new
-// one). Windows over such a store are cached by tile identity.
+// StableTiles is implemented by stores whose GetTiles returns tile objects
+// that never change, and returns the very same *tiles.Tile again for a tile
+// that is unchanged (at least while it is hot; a write stores a new
+// object). Windows over such a store are cached by tile identity.
 type StableTiles interface {
 	StableTiles() bool
 }

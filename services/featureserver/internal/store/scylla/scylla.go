@@ -24,7 +24,10 @@ import (
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 )
 
-var _ core.TileStore = (*Store)(nil)
+var (
+	_ core.TileStore   = (*Store)(nil)
+	_ core.StableTiles = (*Store)(nil)
+)
 
 // Config configures the ScyllaDB store.
 type Config struct {
@@ -46,8 +49,12 @@ type Config struct {
 	WriteConcurrency int
 	// NumConns is the connections per host (per shard on ScyllaDB).
 	NumConns int
-	Now      func() time.Time
-	Log      *slog.Logger
+	// TileCacheBytes bounds the encoded size of the decoded tiles kept so
+	// that unchanged tiles are not decoded again on every read (their
+	// memory is a few times that); 0 disables the cache.
+	TileCacheBytes int64
+	Now            func() time.Time
+	Log            *slog.Logger
 }
 
 // DefaultConfig is a single local node.
@@ -62,6 +69,7 @@ func DefaultConfig() Config {
 		Retries:          2,
 		WriteConcurrency: 32,
 		NumConns:         2,
+		TileCacheBytes:   128 << 20,
 	}
 }
 
@@ -84,6 +92,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("scylla-write-concurrency: %d, want at least 1", c.WriteConcurrency)
 	case c.NumConns < 1:
 		return fmt.Errorf("scylla-num-conns: %d, want at least 1", c.NumConns)
+	case c.TileCacheBytes < 0:
+		return fmt.Errorf("scylla-tile-cache-mb: %d bytes, want 0 or more", c.TileCacheBytes)
 	}
 	if _, err := gocql.ParseConsistencyWrapper(c.Consistency); err != nil {
 		return fmt.Errorf("scylla-consistency: %q is not a consistency level such as LOCAL_QUORUM", c.Consistency)
@@ -109,6 +119,7 @@ type Store struct {
 	session gocqlx.Session
 	insert  string
 	sel     string
+	cache   *tileCache // nil when disabled
 }
 
 // Open connects, creates the keyspace and table when missing, and returns
@@ -149,6 +160,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		session: session,
 		insert:  "INSERT INTO " + tbl + " (view, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
 		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view = ? AND entity = ?",
+		cache:   newTileCache(cfg.TileCacheBytes),
 	}
 	if err := s.createSchema(ctx); err != nil {
 		session.Close()
@@ -251,15 +263,27 @@ func (s *Store) writePartition(ctx context.Context, rows []rowArgs) error {
 	return nil
 }
 
-// GetTiles implements core.TileStore.
+// GetTiles implements core.TileStore. A row whose bytes are those of a
+// cached tile gets the cached object instead of being decoded again.
 func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
 	q := s.session.ContextQuery(ctx, s.sel, nil).Bind(view, entity)
 	q.Idempotent(true)
 	defer q.Release()
 	it := q.Iter()
+	var sh *tileShard
+	if s.cache != nil {
+		sh = s.cache.shard(view, entity)
+	}
 	var resMs, startMs, maxEv int64
 	var fs []byte
 	for it.Scan(&resMs, &startMs, &maxEv, &fs) {
+		k := tileKey{view: view, entity: entity, resMs: resMs, startMs: startMs}
+		if sh != nil {
+			if t := sh.get(k, maxEv, fs); t != nil {
+				dst = append(dst, t)
+				continue
+			}
+		}
 		t := &tiles.Tile{View: view, Entity: entity, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
 		if err := json.Unmarshal(fs, &t.Features); err != nil {
 			_ = it.Close()
@@ -271,6 +295,9 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 				return dst, fmt.Errorf("decode tile %s: feature %s has no state", t.Key(), name)
 			}
 		}
+		if sh != nil {
+			sh.put(k, maxEv, fs, t, s.cache.maxPerShard)
+		}
 		dst = append(dst, t)
 	}
 	if err := it.Close(); err != nil {
@@ -278,6 +305,10 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 	}
 	return dst, nil
 }
+
+// StableTiles implements core.StableTiles: with the tile cache an unchanged
+// tile is returned as the same object, and a returned object never changes.
+func (s *Store) StableTiles() bool { return s.cache != nil }
 
 // Close closes the session.
 func (s *Store) Close() error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tributary-ml/tributary/libs/config"
+	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/cqlserver"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/store/scylla"
@@ -23,7 +25,7 @@ const HostsEnv = "TRIBUTARY_SCYLLA_HOSTS"
 
 var seq atomic.Int64
 
-func cqlServer(t *testing.T) *cqlserver.Server {
+func cqlServer(t testing.TB) *cqlserver.Server {
 	t.Helper()
 	srv, err := cqlserver.Start(nil)
 	if err != nil {
@@ -37,9 +39,12 @@ func cqlServer(t *testing.T) *cqlserver.Server {
 	return srv
 }
 
-func openStore(t *testing.T, hosts []string, keyspace string) core.TileStore {
+func openStore(t testing.TB, hosts []string, keyspace string, edits ...func(*scylla.Config)) core.TileStore {
 	t.Helper()
 	cfg := scylla.DefaultConfig()
+	for _, e := range edits {
+		e(&cfg)
+	}
 	cfg.Hosts, cfg.Keyspace = hosts, keyspace
 	cfg.Consistency = "ONE"
 	cfg.Timeout = 5 * time.Second
@@ -61,6 +66,51 @@ func TestConformanceOnCQLServer(t *testing.T) {
 		srv := cqlServer(t)
 		return func() core.TileStore { return openStore(t, []string{srv.Addr()}, "tributary") }
 	})
+}
+
+// TestConformanceWithoutTileCache runs the suite with every row decoded.
+func TestConformanceWithoutTileCache(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	storetest.Run(t, func(t *testing.T) func() core.TileStore {
+		srv := cqlServer(t)
+		return func() core.TileStore {
+			return openStore(t, []string{srv.Addr()}, "tributary", func(c *scylla.Config) { c.TileCacheBytes = 0 })
+		}
+	})
+}
+
+// TestTinyTileCacheServesCurrentTiles reads and rewrites tiles through a
+// cache too small to hold them, so every read evicts: the answers are
+// still the stored tiles.
+func TestTinyTileCacheServesCurrentTiles(t *testing.T) {
+	srv := cqlServer(t)
+	s := openStore(t, []string{srv.Addr()}, "tributary", func(c *scylla.Config) { c.TileCacheBytes = 64 })
+	defer s.Close()
+	ctx := context.Background()
+	base := int64(1_700_006_400_000)
+	for round := range 4 {
+		var ws []core.TileWrite
+		for i := range 5 {
+			ws = append(ws, core.TileWrite{Tile: storetest.Tile("v", "u", 300_000, base+int64(i)*300_000, round*10+i), ExpiresMs: time.Now().Add(time.Hour).UnixMilli()})
+		}
+		if err := s.PutTiles(ctx, ws); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := s.GetTiles(ctx, "v", "u", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(ws) {
+				t.Fatalf("round %d: %d tiles, want %d", round, len(got), len(ws))
+			}
+			for i := range ws {
+				if !reflect.DeepEqual(got[i], ws[i].Tile) {
+					t.Fatalf("round %d tile %d: %+v, want %+v", round, i, got[i], ws[i].Tile)
+				}
+			}
+		}
+	}
 }
 
 func TestConformanceOnScyllaDB(t *testing.T) {
@@ -131,5 +181,35 @@ func TestUnreachableClusterIsAnError(t *testing.T) {
 	cfg.ConnectTimeout = time.Second
 	if _, err := scylla.Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "connect to scylla") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// BenchmarkGetTiles reads an entity of 200 tiles from the in-process CQL
+// server, decoding every row or taking unchanged tiles from the cache.
+func BenchmarkGetTiles(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		bytes int64
+	}{{"decode", 0}, {"cached", 64 << 20}} {
+		b.Run(bc.name, func(b *testing.B) {
+			srv := cqlServer(b)
+			s := openStore(b, []string{srv.Addr()}, "tributary", func(c *scylla.Config) { c.TileCacheBytes = bc.bytes })
+			defer s.Close()
+			var ws []core.TileWrite
+			for i := range 200 {
+				ws = append(ws, core.TileWrite{Tile: storetest.Tile("v", "u", 300_000, 1_700_000_100_000+int64(i)*300_000, i+1)})
+			}
+			if err := s.PutTiles(context.Background(), ws); err != nil {
+				b.Fatal(err)
+			}
+			dst := make([]*tiles.Tile, 0, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if dst, err = s.GetTiles(context.Background(), "v", "u", dst[:0]); err != nil || len(dst) != 200 {
+					b.Fatalf("%d tiles, %v", len(dst), err)
+				}
+			}
+		})
 	}
 }

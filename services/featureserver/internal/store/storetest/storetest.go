@@ -35,6 +35,7 @@ func Run(t *testing.T, opener Opener) {
 		{"AppendsToDst", testAppend},
 		{"SurvivesRestart", testRestart},
 		{"ConcurrentReadsAndWrites", testConcurrent},
+		{"StableTiles", testStableTiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -302,5 +303,46 @@ func testConcurrent(t *testing.T, open func() core.TileStore) {
 		if got[4].Features["amount"].Count != rounds {
 			t.Fatalf("writer %d: newest tile count %d, want %d", w, got[4].Features["amount"].Count, rounds)
 		}
+	}
+}
+
+// testStableTiles holds a store that says its tiles are stable
+// (core.StableTiles) to it: an unchanged tile read again is the same
+// object, a rewritten one (a late event that moved no event time) is a new
+// object with the new state, and an object returned before never changes.
+func testStableTiles(t *testing.T, open func() core.TileStore) {
+	s := open()
+	defer closeStore(t, s)
+	if st, ok := s.(core.StableTiles); !ok || !st.StableTiles() {
+		t.Skip("the store does not promise stable tiles")
+	}
+	base := int64(1_700_006_400_000)
+	a, b := Tile("v", "u", 300_000, base, 1), Tile("v", "u", 300_000, base+300_000, 2)
+	put(t, s, live(a), live(b))
+	first := get(t, s, "v", "u")
+	second := get(t, s, "v", "u")
+	if len(first) != 2 || len(second) != 2 {
+		t.Fatalf("got %d and %d tiles, want 2", len(first), len(second))
+	}
+	for i := range first {
+		if first[i] != second[i] {
+			t.Fatalf("unchanged tile %s read twice: two objects", first[i].Key())
+		}
+	}
+	before := dump(first[0])
+	late := Tile("v", "u", 300_000, base, 1)
+	late.Features["amount"].Sum += 4
+	late.Features["amount"].Count++
+	put(t, s, live(late))
+	third := get(t, s, "v", "u")
+	sameTiles(t, "after the late event", third, []*tiles.Tile{late, b})
+	if third[0] == first[0] {
+		t.Fatalf("rewritten tile %s returned as the object read before", late.Key())
+	}
+	if third[1] != first[1] {
+		t.Fatalf("untouched tile %s: a new object after its neighbour was rewritten", b.Key())
+	}
+	if after := dump(first[0]); after != before {
+		t.Fatalf("a tile returned before changed after the rewrite:\n before %s\n after  %s", before, after)
 	}
 }
