@@ -145,6 +145,18 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	return s, nil
 }
 
+// Partitions lists the repartition partitions whose tiles this instance
+// currently aggregates (its share of the consumer group).
+func (s *Service) Partitions() []int32 {
+	a := s.agg.Load()
+	if a == nil {
+		return nil
+	}
+	var out []int32
+	a.WithEngine(func(e *core.Engine) { out = e.Partitions() })
+	return out
+}
+
 // AdminAddr is the bound admin address.
 func (s *Service) AdminAddr() string { return s.base.AdminAddr() }
 

@@ -62,10 +62,18 @@ type running struct {
 
 func start(t *testing.T, broker, dir string) *running {
 	t.Helper()
+	return startWith(t, broker, dir, nil)
+}
+
+func startWith(t *testing.T, broker, dir string, mod func(*featurizer.Config)) *running {
+	t.Helper()
 	cfg := featurizer.DefaultConfig()
 	cfg.Common = config.Common{KafkaBrokers: broker, AdminAddr: "127.0.0.1:0", LogLevel: "warn"}
 	cfg.Features = dir
 	cfg.FlushInterval = 50 * time.Millisecond
+	if mod != nil {
+		mod(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := featurizer.New(ctx, cfg, featurizer.Deps{})
 	if err != nil {
