@@ -70,13 +70,12 @@ type App struct {
 
 // New builds the wiring; nothing connects until Run.
 func New(cfg Config, log *slog.Logger, meter metric.Meter) (*App, error) {
-	// The writer hands each Write all the records it has (up to 10,000) and
-	// waits for the acknowledgement before the next, so there is nothing to
-	// gather across calls: kafka-go adds a call's records to its partition
-	// batches at once, and a batch then only waits out BatchTimeout. A
-	// microsecond (instead of kafka-go's usual milliseconds) takes that wait
-	// off every transaction's commit → Kafka latency without shrinking batches.
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, BatchSize: 10000, BatchTimeout: time.Microsecond})
+	// BatchTimeout is a 1 ms linger: a Write's records are added to their
+	// partition batches at once, and a batch not filled by them waits this long,
+	// during which the reader fills the queue for the next Write. 1 µs took
+	// ~1 ms off the commit → Kafka p50, but in three interleaved burst runs
+	// each it drained 170-330k rows/s against 357-393k with 1 ms, so it stays.
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, BatchSize: 10000, BatchTimeout: time.Millisecond})
 	if err != nil {
 		return nil, err
 	}
