@@ -10,11 +10,12 @@ export PATH := $(TOOLS):$(PATH)
 BUF_VERSION             := v1.70.0
 PROTOC_GEN_GO_VERSION   := v1.36.12
 PROTOC_GEN_GRPC_VERSION := v1.5.1
+GHZ_VERSION             := v0.93.0
 TEST_TIMEOUT            ?= 12m
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z-]*:.*## /{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*## "} /^[a-z][a-z-]*:.*## /{printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: demo
 demo: ## run the whole platform in one process on embedded defaults, with a demo workload (Ctrl-C stops)
@@ -25,8 +26,20 @@ test: ## run every module's tests (PostgreSQL tests skip locally without a serve
 	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -count=1 -timeout $(TEST_TIMEOUT) ./...); done
 
 .PHONY: bench
-bench: ## run the benchmarks and print their numbers (see DESIGN.md §6 for targets)
-	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -run '^$$' -bench . -benchmem ./...); done
+bench: bench-go bench-featureserver ## run every benchmark and print the numbers (targets: DESIGN.md §6)
+
+.PHONY: bench-go
+bench-go: ## the Go benchmarks of every module (hot paths, ingest vs pg_recvlogical, featurizer, metrics, model eval)
+	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -run '^$$' -bench . -benchmem -timeout 30m ./...); done
+
+.PHONY: bench-featureserver
+bench-featureserver: bench-tools ## featureserver under ghz load: p50/p99/rate for 1x50 and 100x50 next to a no-op call
+	GHZ=$(TOOLS)/ghz bash bench/featureserver/run.sh
+
+.PHONY: bench-tools
+bench-tools:
+	@mkdir -p $(TOOLS)
+	@test -x $(TOOLS)/ghz || GOBIN=$(TOOLS) go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: build
 build: ## build the service binaries and the CLI into bin/
