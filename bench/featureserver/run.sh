@@ -4,21 +4,28 @@
 # Builds the binaries, starts the embedded Kafka broker and the featureserver
 # (embedded store in a temp dir, free ports), loads tiles for ENTITIES
 # entities of the 50-feature view examples/bench/features/wide.yaml through
-# features.tiles, waits until every value is served, then drives the real
-# gRPC server with ghz in open loop (--async: a slow answer shows up as
-# latency, not as a lower rate):
+# features.tiles, waits until every value is served as expected, then drives
+# the real gRPC server in open loop (a slow answer shows up as latency, not
+# as a lower rate):
 #   1 entity × 50 features at 1k, 5k and 10k requests/s,
 #   100 entities × 50 features at 100 requests/s,
 # each followed by a no-op call (grpc.health.v1.Health/Check on the same
-# server) at the same rate. The featureserver is pinned to core 0, ghz to
-# core 1. It prints one table and stops everything it started.
+# server) at the same rate. The featureserver is pinned to core 0 and the
+# load generator to core 1. It prints one table, with the server's CPU time
+# per call next to the latencies, and stops everything it started.
+#
+# The load generator is benchdrive (services/featureserver/internal/
+# benchdrive), a Go client decoding answers with the generated code. ghz
+# (LOADGEN=ghz) decodes answers into dynamic messages, ~150 µs of client CPU
+# per 1 × 50 answer and ~17 ms per 100 × 50 one, so on one core it tops out
+# near 3.7k/s and 50/s and its own queueing reads as server latency.
 #
 # It fails when a step fails (build, start, load, a run without any OK
 # answer); it never fails on latency: benchmarks report, they do not assert.
 #
 # Environment: DURATION (per run, default 10s), ENTITIES (default 200),
-# GHZ (default: ghz on PATH, else ~/go/bin/ghz), SERVER_CPU / CLIENT_CPU
-# (default 0 / 1), KEEP=1 keeps the temp dir.
+# LOADGEN (benchdrive or ghz), GHZ (default: ghz on PATH, else ~/go/bin/ghz),
+# SERVER_CPU / CLIENT_CPU (default 0 / 1), KEEP=1 keeps the temp dir.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,11 +33,18 @@ DURATION=${DURATION:-10s}
 ENTITIES=${ENTITIES:-200}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+LOADGEN=${LOADGEN:-benchdrive}
 GHZ=${GHZ:-$(command -v ghz || echo "$HOME/go/bin/ghz")}
 FEATURES_CALL=tributary.features.v1.FeatureService/GetOnlineFeatures
 NOOP_CALL=grpc.health.v1.Health/Check
 
-for tool in "$GHZ" jq taskset curl python3; do
+tools=(jq taskset curl python3 getconf)
+case $LOADGEN in
+benchdrive) ;;
+ghz) tools+=("$GHZ") ;;
+*) echo "bench: LOADGEN=$LOADGEN is not benchdrive or ghz" >&2; exit 1 ;;
+esac
+for tool in "${tools[@]}"; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
 done
 
@@ -80,7 +94,7 @@ wait_for() {
 log "building into $tmp/bin"
 mkdir -p "$tmp/bin" "$tmp/data" "$tmp/out"
 (cd "$repo" && go build -o "$tmp/bin/" ./cmd/tributary ./services/featureserver/cmd/featureserver)
-(cd "$repo/services/featureserver" && go build -o "$tmp/bin/benchload" ./internal/benchload)
+(cd "$repo/services/featureserver" && go build -o "$tmp/bin/" ./internal/benchload ./internal/benchdrive)
 
 kafka_port=$(free_port)
 grpc_port=$(free_port)
@@ -98,60 +112,88 @@ taskset -c "$SERVER_CPU" "$tmp/bin/featureserver" \
 	--kafka-brokers "$brokers" --grpc-addr "$grpc_addr" --admin-addr "127.0.0.1:$admin_port" \
 	--features "$repo/examples/bench/features" --data-dir "$tmp/data" --log-level warn \
 	>"$tmp/featureserver.log" 2>&1 &
-pids+=($!)
+server_pid=$!
+pids+=("$server_pid")
 wait_for "featureserver /readyz" 30 curl -fsS "http://127.0.0.1:$admin_port/readyz"
 
 log "loading $ENTITIES entities"
 "$tmp/bin/benchload" --features "$repo/examples/bench/features" --brokers "$brokers" \
 	--grpc "$grpc_addr" --entities "$ENTITIES" --out "$tmp/out"
 
-# ghz_run name call rate data-flag data: one open-loop run, JSON report in
-# $tmp/out/<name>.json.
-ghz_run() {
-	local name=$1 call=$2 rate=$3 dflag=$4 data=$5
-	taskset -c "$CLIENT_CPU" "$GHZ" --insecure --async --rps "$rate" --concurrency 16 --connections 1 \
-		--duration "$DURATION" --duration-stop wait --timeout 5s \
-		--call "$call" "$dflag" "$data" --format json --output "$tmp/out/$name.json" "$grpc_addr" \
-		|| { log "ghz $name failed"; return 1; }
-	local ok
-	ok=$(jq '.statusCodeDistribution.OK // 0' "$tmp/out/$name.json")
-	if ((ok == 0)); then
-		log "ghz $name: no call succeeded: $(jq -c '.errorDistribution' "$tmp/out/$name.json")"
-		return 1
+# server_cpu: CPU time (user + system, in clock ticks) the featureserver
+# has used so far. The server's CPU per call does not depend on how much
+# of its core other processes take; its latency does.
+clk_tck=$(getconf CLK_TCK)
+server_cpu() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
+
+# drive name call rate [data]: one open-loop run of call (features or noop)
+# at rate per second; the report (benchdrive's JSON) goes to
+# $tmp/out/<name>.json with the server's CPU µs per call added.
+drive() {
+	local name=$1 call=$2 rate=$3 data=${4:-}
+	local cpu0 out=$tmp/out/$name.json
+	cpu0=$(server_cpu)
+	if [[ $LOADGEN == ghz ]]; then
+		local method=$NOOP_CALL dflag=(--data '{}')
+		if [[ $call == features ]]; then
+			method=$FEATURES_CALL dflag=(--data-file "$data")
+		fi
+		taskset -c "$CLIENT_CPU" "$GHZ" --insecure --async --rps "$rate" --concurrency 16 --connections 1 \
+			--duration "$DURATION" --duration-stop wait --timeout 5s --call "$method" "${dflag[@]}" \
+			--format json --output "$tmp/out/$name.ghz.json" "$grpc_addr" || { log "ghz $name failed"; return 1; }
+		# The same report shape as benchdrive's.
+		jq --argjson rate "$rate" '{rate: $rate, count, ok: (.statusCodeDistribution.OK // 0),
+			codes: (.statusCodeDistribution // {} | with_entries(select(.key != "OK"))), skipped: 0,
+			elapsed_s: (.total / 1e9), ok_per_s: ((.statusCodeDistribution.OK // 0) / (.total / 1e9)),
+			p50_ms: ((.latencyDistribution // [])[] | select(.percentage == 50) | .latency / 1e6),
+			p99_ms: ((.latencyDistribution // [])[] | select(.percentage == 99) | .latency / 1e6)}' \
+			"$tmp/out/$name.ghz.json" >"$out"
+		if [[ $(jq '.ok' "$out") == 0 ]]; then
+			log "ghz $name: no call succeeded: $(jq -c '.errorDistribution' "$tmp/out/$name.ghz.json")"
+			return 1
+		fi
+	else
+		taskset -c "$CLIENT_CPU" "$tmp/bin/benchdrive" --addr "$grpc_addr" --call "$call" --data "$data" \
+			--rate "$rate" --duration "$DURATION" --timeout 5s >"$out" || { log "benchdrive $name failed"; return 1; }
 	fi
+	local cpu1
+	cpu1=$(server_cpu)
+	jq --argjson ticks "$((cpu1 - cpu0))" --argjson hz "$clk_tck" \
+		'. + {server_cpu_us: ($ticks * 1e6 / $hz / .count)}' "$out" >"$out.tmp" && mv "$out.tmp" "$out"
 }
 
 log "warming up (not reported)"
 saved=$DURATION
-DURATION=3s ghz_run warmup "$FEATURES_CALL" 1000 --data-file "$tmp/out/single.json"
+DURATION=3s drive warmup features 1000 "$tmp/out/single.json"
 DURATION=$saved
 
 runs=("1x50_1k single 1000" "1x50_5k single 5000" "1x50_10k single 10000" "100x50_100 batch 100")
 for r in "${runs[@]}"; do
 	read -r name data rate <<<"$r"
 	log "run $name: GetOnlineFeatures at $rate/s for $DURATION, then the no-op call"
-	ghz_run "$name" "$FEATURES_CALL" "$rate" --data-file "$tmp/out/$data.json"
-	ghz_run "${name}_noop" "$NOOP_CALL" "$rate" --data '{}'
+	drive "$name" features "$rate" "$tmp/out/$data.json"
+	drive "${name}_noop" noop "$rate"
 done
 
-# ms name percentage: a latency percentile of a run in milliseconds.
-ms() { jq -r --argjson p "$2" '(.latencyDistribution // [])[] | select(.percentage == $p) | .latency / 1e6' "$tmp/out/$1.json"; }
-# okrate name: OK answers per second of the run.
-okrate() { jq -r '(.statusCodeDistribution.OK // 0) / (.total / 1e9)' "$tmp/out/$1.json"; }
-errors() { jq -r '[.statusCodeDistribution // {} | to_entries[] | select(.key != "OK") | .value] | add // 0' "$tmp/out/$1.json"; }
+# field name key: one number of a run's report.
+field() { jq -r ".$2 // 0" "$tmp/out/$1.json"; }
+errors() { jq -r '([.codes[]] | add // 0) + .skipped' "$tmp/out/$1.json"; }
 
 echo
-echo "featureserver GetOnlineFeatures, embedded store, $ENTITIES entities, server on cpu $SERVER_CPU, ghz on cpu $CLIENT_CPU, $DURATION per run (open loop)"
-printf '%-16s %8s %9s %9s %9s %7s | %9s %9s | %9s\n' \
-	"shape" "target/s" "achieved" "p50 ms" "p99 ms" "errors" "noop p50" "noop p99" "p99/noop"
+echo "featureserver GetOnlineFeatures, embedded store, $ENTITIES entities, server on cpu $SERVER_CPU, load generator ($LOADGEN) on cpu $CLIENT_CPU, $DURATION per run (open loop)"
+printf '%-17s %8s %8s %8s %9s %6s %7s | %8s %8s %7s | %8s\n' \
+	"shape" "target/s" "achieved" "p50 ms" "p99 ms" "errors" "cpu µs" "noop p50" "noop p99" "cpu µs" "p99/noop"
 for r in "${runs[@]}"; do
 	read -r name data rate <<<"$r"
 	shape=${name%_*}
 	shape="${shape/x/ ent × } feat"
-	p50=$(ms "$name" 50) p99=$(ms "$name" 99)
-	n50=$(ms "${name}_noop" 50) n99=$(ms "${name}_noop" 99)
-	printf '%-16s %8d %9.0f %9.3f %9.3f %7d | %9.3f %9.3f | %8.1fx\n' \
-		"$shape" "$rate" "$(okrate "$name")" "$p50" "$p99" "$(errors "$name")" \
-		"$n50" "$n99" "$(jq -n --argjson a "$p99" --argjson b "$n99" '$a / $b')"
+	p99=$(field "$name" p99_ms) n99=$(field "${name}_noop" p99_ms)
+	printf '%-17s %8d %8.0f %8.3f %9.3f %6d %7.0f | %8.3f %8.3f %7.0f | %7.1fx\n' \
+		"$shape" "$rate" "$(field "$name" ok_per_s)" "$(field "$name" p50_ms)" "$p99" "$(errors "$name")" \
+		"$(field "$name" server_cpu_us)" "$(field "${name}_noop" p50_ms)" "$n99" "$(field "${name}_noop" server_cpu_us)" \
+		"$(jq -n --argjson a "$p99" --argjson b "$n99" '$a / $b')"
 done
+echo "achieved: OK answers/s; p50/p99 of OK answers; errors: non-OK answers (RESOURCE_EXHAUSTED past --max-in-flight, DEADLINE_EXCEEDED past the 5s timeout) and calls the load generator skipped;"
+echo "cpu µs: featureserver CPU time per call (user+system, all its threads), independent of what else runs on its core"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores)"
 echo "targets (DESIGN.md §6): 1×50 p99 ≤ 1 ms at 1k/s, ≤ 1.5 ms at 5k/s, ≤ 2× the no-op p99, ≥ 10k/s; 100×50 p99 ≤ 5 ms at 100/s"
