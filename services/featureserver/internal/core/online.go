@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
@@ -104,13 +106,15 @@ func (l Limits) Validate() error {
 
 // Online answers online feature reads by merging stored tiles at request time.
 type Online struct {
-	store   TileStore
-	catalog *Catalog
-	now     func() time.Time
-	limits  Limits
-	sem     chan struct{}
-	pool    sync.Pool
-	cache   *windowCache
+	store    TileStore
+	catalog  *Catalog
+	now      func() time.Time
+	limits   Limits
+	sem      chan struct{}
+	pool     sync.Pool
+	cache    *windowCache
+	plans    [planCacheSize]atomic.Pointer[refsPlan]
+	nextPlan atomic.Uint32
 }
 
 // NewOnline builds the read path over store and catalog; now is the clock.
@@ -155,15 +159,26 @@ type fetch struct {
 }
 
 type scratch struct {
-	refs    []refPlan
-	views   []*View
-	groups  []group
-	order   []int // indices into refs, grouped
-	inGroup []int // group of each ref
+	plan    *refsPlan
 	fetches []fetch
 	values  []Value
 	keys    []string
 }
+
+// refsPlan is a list of feature references resolved against one version
+// of the catalog. It is immutable, and kept for the next requests asking
+// the same list (clients usually ask the same features every time).
+type refsPlan struct {
+	catalog *Views
+	names   []string
+	refs    []refPlan
+	views   []*View
+	groups  []group
+	order   []int // indices into refs, grouped
+}
+
+// planCacheSize is how many distinct reference lists are kept resolved.
+const planCacheSize = 8
 
 // Result is the answer to Get: Rows × Cols values in row-major order.
 // Release returns its buffers for reuse; Values must not be used after.
@@ -194,7 +209,7 @@ func (r *Result) Release() {
 		s.fetches[i].view, s.fetches[i].entity = "", ""
 	}
 	clear(s.values)
-	clear(s.views)
+	s.plan = nil
 	r.o.pool.Put(s)
 }
 
@@ -256,56 +271,76 @@ func (o *Online) check(refs []string, rows []map[string]string) error {
 	return nil
 }
 
-// plan resolves refs against the catalog and lists the (view, entity) reads.
+// plan resolves refs against the catalog (or finds them resolved) and
+// lists the (view, entity) reads.
 func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error {
 	views := o.catalog.Views()
-	s.refs = s.refs[:0]
-	s.views = s.views[:0]
+	s.plan = nil
+	for i := range o.plans {
+		if p := o.plans[i].Load(); p != nil && p.catalog == views && slices.Equal(p.names, refs) {
+			s.plan = p
+			break
+		}
+	}
+	if s.plan == nil {
+		p, err := resolve(views, refs)
+		if err != nil {
+			return err
+		}
+		o.plans[o.nextPlan.Add(1)%planCacheSize].Store(p)
+		s.plan = p
+	}
+	return s.planFetches(rows)
+}
+
+// resolve resolves refs against views.
+func resolve(views *Views, refs []string) (*refsPlan, error) {
+	p := &refsPlan{catalog: views, names: slices.Clone(refs), refs: make([]refPlan, 0, len(refs))}
 	for i, ref := range refs {
 		vname, fname, ok := strings.Cut(ref, ":")
 		if !ok || vname == "" || fname == "" {
-			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("%q is not of the form view:feature", ref)}
+			return nil, &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("%q is not of the form view:feature", ref)}
 		}
 		v, ok := views.Get(vname)
 		if !ok {
-			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("unknown feature view %q", vname)}
+			return nil, &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("unknown feature view %q", vname)}
 		}
 		fi, ok := v.Feature(fname)
 		if !ok {
-			return &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("feature view %q has no feature %q", vname, fname)}
+			return nil, &RequestError{Field: "features[" + strconv.Itoa(i) + "]", Msg: fmt.Sprintf("feature view %q has no feature %q", vname, fname)}
 		}
-		vi := -1
-		for j, u := range s.views {
-			if u == v {
-				vi = j
-				break
-			}
-		}
+		vi := slices.Index(p.views, v)
 		if vi < 0 {
-			vi = len(s.views)
-			s.views = append(s.views, v)
+			vi = len(p.views)
+			p.views = append(p.views, v)
 		}
 		f := v.Spec.Features[fi]
-		s.refs = append(s.refs, refPlan{
+		p.refs = append(p.refs, refPlan{
 			view:  vi,
 			feat:  f,
 			resMs: tiles.ResolutionOf(f).Milliseconds(),
 			winMs: time.Duration(f.Window).Milliseconds(),
 		})
 	}
-	s.planGroups()
-	n := len(rows) * len(s.views)
+	p.planGroups()
+	return p, nil
+}
+
+// planFetches lists the (view, entity) reads of rows.
+func (s *scratch) planFetches(rows []map[string]string) error {
+	views := s.plan.views
+	n := len(rows) * len(views)
 	if cap(s.fetches) < n {
 		s.fetches = append(s.fetches[:cap(s.fetches)], make([]fetch, n-cap(s.fetches))...)
 	}
 	s.fetches = s.fetches[:n]
 	for r, row := range rows {
-		for vi, v := range s.views {
+		for vi, v := range views {
 			id, err := s.entityID(v.Spec, row)
 			if err != nil {
 				return &RequestError{Field: "entities[" + strconv.Itoa(r) + "]", Msg: err.Error()}
 			}
-			f := &s.fetches[r*len(s.views)+vi]
+			f := &s.fetches[r*len(views)+vi]
 			f.view, f.entity, f.newest = v.Spec.Name, id, 0
 			f.tiles = f.tiles[:0]
 		}
@@ -314,37 +349,33 @@ func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error
 }
 
 // planGroups sorts the refs into groups of one view and window.
-func (s *scratch) planGroups() {
-	s.groups = s.groups[:0]
-	s.inGroup = s.inGroup[:0]
-	for i := range s.refs {
-		p := &s.refs[i]
+func (p *refsPlan) planGroups() {
+	inGroup := make([]int, len(p.refs))
+	for i := range p.refs {
+		r := &p.refs[i]
 		gi := -1
-		for j := range s.groups {
-			if g := &s.groups[j]; g.view == p.view && g.resMs == p.resMs && g.winMs == p.winMs {
+		for j := range p.groups {
+			if g := &p.groups[j]; g.view == r.view && g.resMs == r.resMs && g.winMs == r.winMs {
 				gi = j
 				break
 			}
 		}
 		if gi < 0 {
-			gi = len(s.groups)
-			s.groups = append(s.groups, group{view: p.view, resMs: p.resMs, winMs: p.winMs})
+			gi = len(p.groups)
+			p.groups = append(p.groups, group{view: r.view, resMs: r.resMs, winMs: r.winMs})
 		}
-		s.groups[gi].hi++ // a count for now
-		s.inGroup = append(s.inGroup, gi)
+		p.groups[gi].hi++ // a count for now
+		inGroup[i] = gi
 	}
 	n := 0
-	for j := range s.groups {
-		g := &s.groups[j]
+	for j := range p.groups {
+		g := &p.groups[j]
 		g.lo, g.hi, n = n, n, n+g.hi
 	}
-	if cap(s.order) < len(s.refs) {
-		s.order = make([]int, len(s.refs))
-	}
-	s.order = s.order[:len(s.refs)]
-	for i, gi := range s.inGroup {
-		g := &s.groups[gi]
-		s.order[g.hi] = i
+	p.order = make([]int, len(p.refs))
+	for i, gi := range inGroup {
+		g := &p.groups[gi]
+		p.order[g.hi] = i
 		g.hi++
 	}
 }
@@ -373,7 +404,7 @@ func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, 
 // goroutines when there are enough store reads to be worth it: reads of a
 // remote store overlap, and merging tiles of many rows uses every core.
 func (o *Online) readRows(ctx context.Context, s *scratch, rows int, nowMs int64) error {
-	nv := len(s.views)
+	nv := len(s.plan.views)
 	perRow := max(1, nv)
 	workers := min(o.limits.FetchParallelism, rows, (rows*perRow+o.limits.FetchChunk-1)/o.limits.FetchChunk)
 	if workers <= 1 {
@@ -395,16 +426,17 @@ func (o *Online) readRows(ctx context.Context, s *scratch, rows int, nowMs int64
 
 // readRange fetches and computes rows [lo, hi).
 func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs int64) error {
-	nv := len(s.views)
+	p := s.plan
+	nv := len(p.views)
 	if err := o.fetchRange(ctx, s.fetches[lo*nv:hi*nv]); err != nil {
 		return err
 	}
-	cols := len(s.refs)
+	cols := len(p.refs)
 	for r := lo; r < hi; r++ {
 		out := s.values[r*cols : (r+1)*cols]
-		for gi := range s.groups {
-			g := &s.groups[gi]
-			o.computeGroup(s, &s.fetches[r*nv+g.view], g, out, nowMs)
+		for gi := range p.groups {
+			g := &p.groups[gi]
+			o.computeGroup(p, &s.fetches[r*nv+g.view], g, out, nowMs)
 		}
 	}
 	return nil
@@ -430,8 +462,8 @@ func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
 
 // computeGroup merges the features of group g of one entity at nowMs into
 // out (the entity's row).
-func (o *Online) computeGroup(s *scratch, f *fetch, g *group, out []Value, nowMs int64) {
-	idx := s.order[g.lo:g.hi]
+func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, out []Value, nowMs int64) {
+	idx := pl.order[g.lo:g.hi]
 	if len(f.tiles) == 0 {
 		for _, i := range idx {
 			out[i] = Value{Status: StatusNotFound}
@@ -446,12 +478,12 @@ func (o *Online) computeGroup(s *scratch, f *fetch, g *group, out []Value, nowMs
 	var e *spanEntry
 	var last *tiles.Tile
 	if len(sp) > 1 {
-		e = o.cache.entry(sp[:len(sp)-1], s.refs, idx, nowMs)
+		e = o.cache.entry(sp[:len(sp)-1], pl.refs, idx, nowMs)
 		last = sp[len(sp)-1]
 	}
-	maxAgeMs := s.views[g.view].MaxAgeMs
+	maxAgeMs := pl.views[g.view].MaxAgeMs
 	for _, i := range idx {
-		p := &s.refs[i]
+		p := &pl.refs[i]
 		var ir tiles.IR
 		var newest int64
 		if m, ok := e.get(p.feat.Name); ok {

@@ -725,3 +725,53 @@ func TestSketchesBesideCachedWindows(t *testing.T) {
 		res.Release()
 	}
 }
+
+// TestReloadedViewsReplaceResolvedRequests asks the same feature list
+// before and after the views change: resolved lists are kept between
+// requests, but never across a reload.
+func TestReloadedViewsReplaceResolvedRequests(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	fx.put(t, v, buildTiles(v, "u", []event{{ts: now - 20*60_000, amount: 2}, {ts: now - 60_000, amount: 3}})...)
+	cat := core.NewCatalog(fx.views)
+	on, err := core.NewOnline(fx.store, cat, fx.clock.Now, core.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := []string{"txns:count_10m", "txns:sum_1h"}
+	get := func() ([]core.Value, error) {
+		res, err := on.Get(context.Background(), slices.Clone(refs), []map[string]string{user("u")})
+		if err != nil {
+			return nil, err
+		}
+		defer res.Release()
+		return slices.Clone(res.Values), nil
+	}
+	for range 2 {
+		vals, err := get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vals[0].Double != 1 || vals[1].Double != 5 {
+			t.Fatalf("count_10m, sum_1h = %v, %v; want 1, 5", vals[0].Double, vals[1].Double)
+		}
+	}
+	// count_10m becomes a 1-hour count; sum_1h goes away.
+	edited := strings.Replace(strings.Replace(txnView, "{name: count_10m, aggregation: count, window: 10m}", "{name: count_10m, aggregation: count, window: 1h}", 1),
+		"  - {name: sum_1h, column: amount, aggregation: sum, window: 1h}\n", "", 1)
+	cat.Set(parse(t, edited))
+	var re *core.RequestError
+	if _, err := get(); !errors.As(err, &re) || !strings.Contains(re.Msg, `has no feature "sum_1h"`) {
+		t.Fatalf("after sum_1h was removed: err = %v, want a RequestError naming it", err)
+	}
+	refs = refs[:1]
+	vals, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[0].Double != 2 {
+		t.Fatalf("count_10m over 1h after the edit = %v, want 2", vals[0].Double)
+	}
+}
