@@ -775,3 +775,65 @@ func TestReloadedViewsReplaceResolvedRequests(t *testing.T) {
 		t.Fatalf("count_10m over 1h after the edit = %v, want 2", vals[0].Double)
 	}
 }
+
+// TestConcurrentReadersShareCaches has goroutines ask different subsets of
+// a view's features at once, so cache entries are looked up, extended and
+// replaced concurrently and resolved lists are shared: every answer equals
+// the one computed alone beforehand. (Run with -race.)
+func TestConcurrentReadersShareCaches(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t, core.DefaultLimits(), txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	var rows []map[string]string
+	for i := range 6 {
+		id := fmt.Sprintf("u%d", i)
+		var evs []event
+		for h := range 30 + i {
+			evs = append(evs, event{ts: now - int64(h)*2_400_000, amount: float64(i*100 + h), merchant: "m"})
+		}
+		fx.put(t, v, buildTiles(v, id, evs)...)
+		rows = append(rows, user(id))
+	}
+	all := refsOf(v)
+	subsets := [][]string{all, all[2:], all[:5], {all[4], all[2], all[3]}, {all[3]}}
+	// Reference answers from a reader of its own (cold caches).
+	want := make([][]core.Value, len(subsets))
+	for i, refs := range subsets {
+		on, err := core.NewOnline(fx.store, core.NewCatalog(fx.views), fx.clock.Now, core.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := on.Get(context.Background(), refs, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = slices.Clone(res.Values)
+		res.Release()
+	}
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for k := range 40 {
+				i := (g + k) % len(subsets)
+				res, err := fx.online.Get(context.Background(), subsets[i], rows)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(res.Values, want[i]) {
+					errs <- fmt.Errorf("goroutine %d read %d (subset %d): answer differs from the one computed alone", g, k, i)
+					res.Release()
+					return
+				}
+				res.Release()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
