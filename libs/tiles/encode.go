@@ -28,11 +28,21 @@ func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
 	if t.Features == nil {
 		b = append(b, "null"...)
 	} else {
-		names := make([]string, 0, len(t.Features))
+		var nameBuf [32]string
+		names := nameBuf[:0]
 		for n := range t.Features {
 			names = append(names, n)
 		}
 		slices.Sort(names)
+		// Features may share one IR (the featurizer keeps one state for
+		// the features of a column that need the same one): encode it
+		// once and copy its bytes.
+		type span struct {
+			ir       *IR
+			from, to int
+		}
+		var spanBuf [16]span
+		spans := spanBuf[:0]
 		b = append(b, '{')
 		for i, n := range names {
 			if i > 0 {
@@ -40,10 +50,24 @@ func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
 			}
 			b = appendString(b, n)
 			b = append(b, ':')
+			ir := t.Features[n]
+			done := false
+			for _, s := range spans {
+				if s.ir == ir && ir != nil {
+					b = append(b, b[s.from:s.to]...)
+					done = true
+					break
+				}
+			}
+			if done {
+				continue
+			}
+			from := len(b)
 			var err error
-			if b, err = t.Features[n].appendJSON(b); err != nil {
+			if b, err = ir.appendJSON(b); err != nil {
 				return nil, fmt.Errorf("feature %s: %w", n, err)
 			}
+			spans = append(spans, span{ir, from, len(b)})
 		}
 		b = append(b, '}')
 	}

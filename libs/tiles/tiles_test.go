@@ -274,3 +274,26 @@ func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendJSONSharedIRs: features that share one IR pointer encode like
+// separate equal IRs (encoding/json's output).
+func TestAppendJSONSharedIRs(t *testing.T) {
+	shared := &IR{}
+	shared.Add(json.Number("2.5"), 10)
+	shared.Add("x", 20)
+	other := &IR{}
+	other.Observe(featurespec.AggP90, 7.0, 30)
+	tl := &Tile{View: "v", Entity: "e", ResolutionMs: 300000, StartMs: 0, MaxEventMs: 30,
+		Features: map[string]*IR{"a_sum": shared, "b_p90": other, "c_max": shared, "d_last": shared}}
+	got, err := tl.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(tl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+	}
+}

@@ -6,18 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/cdc"
-	"github.com/tributary-ml/tributary/libs/featurespec"
-	"github.com/tributary-ml/tributary/libs/tiles"
 )
 
 // change is one row's contribution to a view: a row added (add) or a
-// previous image retracted (!add).
+// previous image retracted (!add); row holds the topic plan's fields.
 type change struct {
-	row map[string]any
+	row []colVal
 	add bool
 }
 
@@ -42,7 +41,8 @@ func decodeJSON(b []byte, v any) error {
 	return nil
 }
 
-// decodeDebezium parses and checks a Debezium change event.
+// decodeDebezium parses and checks a Debezium change event with
+// encoding/json (the router's fallback when its scanner gives up).
 func decodeDebezium(b []byte) (*cdc.Envelope, error) {
 	var e envelope
 	if err := decodeJSON(b, &e); err != nil {
@@ -52,67 +52,68 @@ func decodeDebezium(b []byte) (*cdc.Envelope, error) {
 	if env.Op == "" && e.Payload != nil {
 		env = e.Payload
 	}
-	switch env.Op {
-	case cdc.OpCreate, cdc.OpRead:
-		if env.After == nil {
-			return nil, fmt.Errorf("debezium envelope: op %q without after", env.Op)
-		}
-	case cdc.OpUpdate:
-		if env.After == nil {
-			return nil, errors.New("debezium envelope: op \"u\" without after")
-		}
-	case cdc.OpDelete, cdc.OpTruncate:
-	case "":
-		return nil, errors.New("debezium envelope: op is missing")
-	default:
-		return nil, fmt.Errorf("debezium envelope: op %q is not one of c, r, u, d, t", env.Op)
+	if err := checkOp(env.Op, env.After != nil); err != nil {
+		return nil, err
 	}
 	return env, nil
 }
 
-// changesFor lists the changes env makes for a view selecting ops: creates
-// and snapshot reads add the after image; updates retract the before image
-// (when the event carries one) and add the after image; deletes retract the
-// before image. Truncates and unselected ops make no change.
-func changesFor(env *cdc.Envelope, ops []string) []change {
-	selected := false
-	for _, o := range ops {
-		if o == env.Op {
-			selected = true
-			break
+// checkOp checks a change event's op and that creates, reads and updates
+// carry an after image.
+func checkOp(op string, hasAfter bool) error {
+	switch op {
+	case cdc.OpCreate, cdc.OpRead:
+		if !hasAfter {
+			return fmt.Errorf("debezium envelope: op %q without after", op)
 		}
+	case cdc.OpUpdate:
+		if !hasAfter {
+			return errors.New("debezium envelope: op \"u\" without after")
+		}
+	case cdc.OpDelete, cdc.OpTruncate:
+	case "":
+		return errors.New("debezium envelope: op is missing")
+	default:
+		return fmt.Errorf("debezium envelope: op %q is not one of c, r, u, d, t", op)
 	}
-	if !selected {
+	return nil
+}
+
+// changesFor lists (into buf) the changes an event makes for a view
+// selecting ops: creates and snapshot reads add the after image; updates
+// retract the before image (when the event carries one) and add the after
+// image; deletes retract the before image. Truncates and unselected ops
+// make no change.
+func changesFor(c *dbzChange, ops []string, buf []change) []change {
+	if !slices.Contains(ops, c.op) {
 		return nil
 	}
-	switch env.Op {
+	switch c.op {
 	case cdc.OpCreate, cdc.OpRead:
-		return []change{{row: env.After, add: true}}
+		return append(buf, change{row: c.after, add: true})
 	case cdc.OpUpdate:
-		if env.Before != nil {
-			return []change{{row: env.Before}, {row: env.After, add: true}}
+		if c.before != nil {
+			buf = append(buf, change{row: c.before})
 		}
-		return []change{{row: env.After, add: true}}
+		return append(buf, change{row: c.after, add: true})
 	case cdc.OpDelete:
-		if env.Before != nil {
-			return []change{{row: env.Before}}
+		if c.before != nil {
+			return append(buf, change{row: c.before})
 		}
 	}
 	return nil
 }
 
-// eventTime reads a view's event-time field from row: an RFC 3339 string
-// or a Unix timestamp number. Numbers are milliseconds; numbers above 1e14
-// are taken as microseconds (Debezium's MicroTimestamp), which puts the
+// eventTimeOf reads a view's event-time field: an RFC 3339 string or a
+// Unix timestamp number. Numbers are milliseconds; numbers above 1e14 are
+// taken as microseconds (Debezium's MicroTimestamp), which puts the
 // boundary in the year 5138 for milliseconds.
-func eventTime(row map[string]any, field string) (int64, error) {
-	v, ok := row[field]
-	if !ok || v == nil {
+func eventTimeOf(c colVal, field string) (int64, error) {
+	switch c.kind {
+	case kindNull:
 		return 0, fmt.Errorf("event time field %q is missing", field)
-	}
-	var f float64
-	switch x := v.(type) {
-	case string:
+	case kindString:
+		x := string(c.text)
 		t, err := time.Parse(time.RFC3339Nano, x)
 		if err != nil {
 			// Postgres text form "2006-01-02 15:04:05.999999+00".
@@ -122,24 +123,60 @@ func eventTime(row map[string]any, field string) (int64, error) {
 			return 0, fmt.Errorf("event time field %q: %q is not an RFC 3339 time or Unix milliseconds", field, x)
 		}
 		return t.UnixMilli(), nil
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
+	case kindNumber:
+		if i, ok := parseInt(c.text); ok {
 			return scaleMs(i), nil
 		}
-		g, err := x.Float64()
+		f, err := strconv.ParseFloat(string(c.text), 64)
 		if err != nil {
-			return 0, fmt.Errorf("event time field %q: %q is not a number", field, x)
+			return 0, fmt.Errorf("event time field %q: %q is not a number", field, c.text)
 		}
-		f = g
-	case float64:
-		f = x
-	default:
-		return 0, fmt.Errorf("event time field %q: %T is not an RFC 3339 string or Unix milliseconds", field, v)
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 9e18 {
+			return 0, fmt.Errorf("event time field %q: %v is out of range", field, f)
+		}
+		return scaleMs(int64(f)), nil
 	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 9e18 {
-		return 0, fmt.Errorf("event time field %q: %v is out of range", field, f)
+	return 0, fmt.Errorf("event time field %q: a %s is not an RFC 3339 string or Unix milliseconds", field, kindName(c.kind))
+}
+
+func kindName(k byte) string {
+	switch k {
+	case kindTrue, kindFalse:
+		return "bool"
+	case kindRaw:
+		return "JSON object or array"
 	}
-	return scaleMs(int64(f)), nil
+	return "value"
+}
+
+// parseInt parses a decimal integer as json.Number.Int64 would.
+func parseInt(t []byte) (int64, bool) {
+	if len(t) == 0 {
+		return 0, false
+	}
+	if len(t) > 18 {
+		i, err := strconv.ParseInt(string(t), 10, 64)
+		return i, err == nil
+	}
+	neg := t[0] == '-'
+	d := t
+	if neg {
+		d = t[1:]
+	}
+	if len(d) == 0 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 func scaleMs(n int64) int64 {
@@ -147,46 +184,4 @@ func scaleMs(n int64) int64 {
 		return n / 1000
 	}
 	return n
-}
-
-// joinKey renders one join key value as text: strings as they are, whole
-// numbers without a fraction.
-func joinKey(row map[string]any, key string) (string, error) {
-	v, ok := row[key]
-	if !ok || v == nil {
-		return "", fmt.Errorf("join key %q is missing", key)
-	}
-	switch x := v.(type) {
-	case string:
-		if x == "" {
-			return "", fmt.Errorf("join key %q is empty", key)
-		}
-		return x, nil
-	case json.Number:
-		return x.String(), nil
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return strconv.FormatInt(int64(x), 10), nil
-		}
-		return strconv.FormatFloat(x, 'g', -1, 64), nil
-	case bool:
-		return strconv.FormatBool(x), nil
-	}
-	return "", fmt.Errorf("join key %q: %T is not a string or number", key, v)
-}
-
-// entityOf builds a row's entity id from the view's join keys.
-func entityOf(row map[string]any, v *featurespec.View) (string, error) {
-	if len(v.Entity.JoinKeys) == 1 {
-		return joinKey(row, v.Entity.JoinKeys[0])
-	}
-	parts := make([]string, len(v.Entity.JoinKeys))
-	for i, k := range v.Entity.JoinKeys {
-		s, err := joinKey(row, k)
-		if err != nil {
-			return "", err
-		}
-		parts[i] = s
-	}
-	return tiles.EntityID(parts), nil
 }

@@ -76,9 +76,32 @@ type Output struct {
 }
 
 type featPlan struct {
-	name, agg string
+	name string
+	// ir indexes the group's IRs.
+	ir int
+}
+
+// irPlan is one intermediate representation a tile keeps. Features of one
+// column whose aggregations need the same state (count, sum, avg, min,
+// max, stddev, first, last and latest all need IR.Add; the sketches add a
+// distinct counter or a quantile sketch) share it: each such feature's IR
+// would be identical, so it is updated once and encoded once.
+type irPlan struct {
 	// col indexes the view's columns (routed image columns); -1 for none.
 	col int
+	// agg is the aggregation passed to Observe (it picks the sketch).
+	agg string
+}
+
+// sketchOf is the aggregation standing for agg's kind of state.
+func sketchOf(agg string) string {
+	switch {
+	case agg == featurespec.AggApproxDistinct:
+		return featurespec.AggApproxDistinct
+	case featurespec.IsQuantile(agg):
+		return featurespec.AggP50
+	}
+	return featurespec.AggSum
 }
 
 // resGroup holds a view's features kept at one resolution.
@@ -88,6 +111,7 @@ type resGroup struct {
 	// keeps it forever.
 	retentionMs int64
 	feats       []featPlan
+	irs         []irPlan
 }
 
 type viewPlan struct {
@@ -149,7 +173,10 @@ func (en *entity) drop(st *tileState) bool {
 }
 
 type tileState struct {
-	t        *tiles.Tile
+	t *tiles.Tile
+	// irs are the group's IRs; t.Features points into it (features that
+	// share an IR share the pointer).
+	irs      []tiles.IR
 	vp       *viewPlan
 	sh       *shard
 	group    *resGroup
@@ -222,7 +249,13 @@ func New(views []*featurespec.View, opts ...Option) (*Engine, error) {
 			if f.Column != "" {
 				col = slices.Index(cols, f.Column)
 			}
-			g.feats = append(g.feats, featPlan{name: f.Name, agg: f.Aggregation, col: col})
+			ip := irPlan{col: col, agg: sketchOf(f.Aggregation)}
+			k := slices.Index(g.irs, ip)
+			if k < 0 {
+				k = len(g.irs)
+				g.irs = append(g.irs, ip)
+			}
+			g.feats = append(g.feats, featPlan{name: f.Name, ir: k})
 		}
 		e.views = append(e.views, vp)
 		e.byName[v.Name] = vp
@@ -379,16 +412,16 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 			st.t.Offsets[src] = rt.srcOffset
 		}
 		t := st.t
-		for _, f := range g.feats {
-			ir := t.Features[f.name]
+		for k, ip := range g.irs {
+			ir := &st.irs[k]
 			var v any
-			if f.col >= 0 && f.col < len(vals) {
-				v = vals[f.col]
+			if ip.col >= 0 && ip.col < len(vals) {
+				v = vals[ip.col]
 			}
 			if add {
-				ir.Observe(f.agg, v, ts)
+				ir.Observe(ip.agg, v, ts)
 			} else {
-				ir.Unobserve(f.agg, v)
+				ir.Unobserve(ip.agg, v)
 			}
 		}
 		if add && ts > t.MaxEventMs {
@@ -420,14 +453,15 @@ func (e *Engine) newTile(sh *shard, vp *viewPlan, g *resGroup, en *entity, start
 		Features:     make(map[string]*tiles.IR, len(g.feats)),
 		Offsets:      make(map[string]int64, 1),
 	}
+	irs := make([]tiles.IR, len(g.irs))
 	for _, f := range g.feats {
-		t.Features[f.name] = &tiles.IR{}
+		t.Features[f.name] = &irs[f.ir]
 	}
-	return e.track(sh, vp, g, t)
+	return e.track(sh, vp, g, t, irs)
 }
 
-func (e *Engine) track(sh *shard, vp *viewPlan, g *resGroup, t *tiles.Tile) *tileState {
-	st := &tileState{t: t, vp: vp, sh: sh, group: g}
+func (e *Engine) track(sh *shard, vp *viewPlan, g *resGroup, t *tiles.Tile, irs []tiles.IR) *tileState {
+	st := &tileState{t: t, irs: irs, vp: vp, sh: sh, group: g}
 	if g.retentionMs > 0 {
 		st.expireAt = t.StartMs + g.retentionMs + vp.latenessMs
 		sh.clocks[vp.idx].expiry.add(st)
@@ -548,13 +582,16 @@ func (e *Engine) Restore(p int32, t *tiles.Tile) {
 	if g == nil {
 		return
 	}
+	// Features sharing an IR were emitted with equal states: take the
+	// first one present.
+	irs := make([]tiles.IR, len(g.irs))
+	have := make([]bool, len(g.irs))
 	feats := make(map[string]*tiles.IR, len(g.feats))
 	for _, f := range g.feats {
-		if ir := t.Features[f.name]; ir != nil {
-			feats[f.name] = ir
-		} else {
-			feats[f.name] = &tiles.IR{}
+		if ir := t.Features[f.name]; ir != nil && !have[f.ir] {
+			irs[f.ir], have[f.ir] = *ir, true
 		}
+		feats[f.name] = &irs[f.ir]
 	}
 	t.Features = feats
 	if t.Offsets == nil {
@@ -578,7 +615,7 @@ func (e *Engine) Restore(p int32, t *tiles.Tile) {
 		en.drop(old)
 		e.C.Tiles.Add(-1)
 	}
-	en.tiles = append(en.tiles, e.track(sh, vp, g, t))
+	en.tiles = append(en.tiles, e.track(sh, vp, g, t, irs))
 	if t.MaxEventMs > en.wm {
 		en.wm = t.MaxEventMs
 	}
