@@ -71,8 +71,6 @@ type Counters struct {
 type Output struct {
 	Key   string
 	Value []byte
-	// Tile is the state that was encoded (nil for a tombstone).
-	Tile *tiles.Tile
 }
 
 type featPlan struct {
@@ -112,6 +110,8 @@ type resGroup struct {
 	retentionMs int64
 	feats       []featPlan
 	irs         []irPlan
+	// scratch is reused to assemble a tile for encoding.
+	scratch tiles.Tile
 }
 
 type viewPlan struct {
@@ -155,7 +155,7 @@ type entity struct {
 
 func (en *entity) find(resMs, startMs int64) *tileState {
 	for i := len(en.tiles) - 1; i >= 0; i-- {
-		if st := en.tiles[i]; st.t.StartMs == startMs && st.t.ResolutionMs == resMs {
+		if st := en.tiles[i]; st.startMs == startMs && st.group.resMs == resMs {
 			return st
 		}
 	}
@@ -172,18 +172,73 @@ func (en *entity) drop(st *tileState) bool {
 	return false
 }
 
+// tileState is one held tile, kept compact (no maps): its IRs, one per
+// distinct state of the group (features sharing an IR share it), and the
+// source offsets it holds. A tiles.Tile is assembled only to encode it.
 type tileState struct {
-	t *tiles.Tile
-	// irs are the group's IRs; t.Features points into it (features that
-	// share an IR share the pointer).
-	irs      []tiles.IR
-	vp       *viewPlan
-	sh       *shard
-	group    *resGroup
-	seq      uint64
-	dirty    bool
-	dead     bool
-	expireAt int64
+	en         *entity
+	vp         *viewPlan
+	sh         *shard
+	group      *resGroup
+	irs        []tiles.IR
+	offs       []srcOffset
+	startMs    int64
+	maxEventMs int64
+	expireAt   int64
+	seq        uint64
+	dirty      bool
+	dead       bool
+}
+
+// srcOffset is the offset of the last record of a source partition
+// ("topic/partition", interned) applied to a tile.
+type srcOffset struct {
+	src string
+	off int64
+}
+
+func (st *tileState) offset(src string) (int64, bool) {
+	for _, o := range st.offs {
+		if o.src == src {
+			return o.off, true
+		}
+	}
+	return 0, false
+}
+
+func (st *tileState) setOffset(src string, off int64) {
+	for i := range st.offs {
+		if st.offs[i].src == src {
+			st.offs[i].off = off
+			return
+		}
+	}
+	st.offs = append(st.offs, srcOffset{src, off})
+}
+
+func (st *tileState) key() string {
+	return tiles.Key(st.vp.view.Name, st.en.id, st.group.resMs, st.startMs)
+}
+
+// tile assembles the tile's tiles.Tile into t (reusing its maps); its
+// features point at the state.
+func (st *tileState) tile(t *tiles.Tile) *tiles.Tile {
+	t.View, t.Entity = st.vp.view.Name, st.en.id
+	t.ResolutionMs, t.StartMs, t.MaxEventMs = st.group.resMs, st.startMs, st.maxEventMs
+	if t.Features == nil {
+		t.Features = make(map[string]*tiles.IR, len(st.group.feats))
+	}
+	for _, f := range st.group.feats {
+		t.Features[f.name] = &st.irs[f.ir]
+	}
+	if t.Offsets == nil {
+		t.Offsets = make(map[string]int64, len(st.offs))
+	}
+	clear(t.Offsets)
+	for _, o := range st.offs {
+		t.Offsets[o.src] = o.off
+	}
+	return t
 }
 
 // Engine is the aggregation stage: it holds the tile state of the
@@ -203,6 +258,8 @@ type Engine struct {
 	srcs   map[string]map[int64]string
 	rt     routed
 	vals   []any
+	// flushBytes sizes the next flush's tile buffer.
+	flushBytes int
 
 	// C are the engine's counters.
 	C Counters
@@ -275,6 +332,19 @@ func (e *Engine) Topics() []string {
 		}
 	}
 	return out
+}
+
+// intern returns the engine's copy of a "topic/partition" source name.
+func (e *Engine) intern(src string) string {
+	i := strings.LastIndexByte(src, '/')
+	if i < 0 {
+		return src
+	}
+	p, err := strconv.ParseInt(src[i+1:], 10, 64)
+	if err != nil || strconv.FormatInt(p, 10) != src[i+1:] {
+		return src
+	}
+	return e.src([]byte(src[:i]), p)
 }
 
 func (e *Engine) src(topic []byte, partition int64) string {
@@ -404,14 +474,13 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 			en.tiles = append(en.tiles, st)
 		}
 		if st.seq != e.seq {
-			if last, ok := st.t.Offsets[src]; ok && rt.srcOffset <= last {
+			if last, ok := st.offset(src); ok && rt.srcOffset <= last {
 				e.C.Duplicates.Add(1)
 				continue
 			}
 			st.seq = e.seq
-			st.t.Offsets[src] = rt.srcOffset
+			st.setOffset(src, rt.srcOffset)
 		}
-		t := st.t
 		for k, ip := range g.irs {
 			ir := &st.irs[k]
 			var v any
@@ -424,8 +493,8 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 				ir.Unobserve(ip.agg, v)
 			}
 		}
-		if add && ts > t.MaxEventMs {
-			t.MaxEventMs = ts
+		if add && ts > st.maxEventMs {
+			st.maxEventMs = ts
 		}
 		if !st.dirty {
 			st.dirty = true
@@ -445,25 +514,14 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 }
 
 func (e *Engine) newTile(sh *shard, vp *viewPlan, g *resGroup, en *entity, start int64) *tileState {
-	t := &tiles.Tile{
-		View:         vp.view.Name,
-		Entity:       en.id,
-		ResolutionMs: g.resMs,
-		StartMs:      start,
-		Features:     make(map[string]*tiles.IR, len(g.feats)),
-		Offsets:      make(map[string]int64, 1),
-	}
-	irs := make([]tiles.IR, len(g.irs))
-	for _, f := range g.feats {
-		t.Features[f.name] = &irs[f.ir]
-	}
-	return e.track(sh, vp, g, t, irs)
+	st := &tileState{en: en, vp: vp, sh: sh, group: g, startMs: start, irs: make([]tiles.IR, len(g.irs))}
+	return e.track(st)
 }
 
-func (e *Engine) track(sh *shard, vp *viewPlan, g *resGroup, t *tiles.Tile, irs []tiles.IR) *tileState {
-	st := &tileState{t: t, irs: irs, vp: vp, sh: sh, group: g}
+func (e *Engine) track(st *tileState) *tileState {
+	g, vp, sh := st.group, st.vp, st.sh
 	if g.retentionMs > 0 {
-		st.expireAt = t.StartMs + g.retentionMs + vp.latenessMs
+		st.expireAt = st.startMs + g.retentionMs + vp.latenessMs
 		sh.clocks[vp.idx].expiry.add(st)
 	}
 	e.C.Tiles.Add(1)
@@ -481,17 +539,23 @@ func (e *Engine) Flush() ([]Output, error) {
 		}
 	}
 	out := make([]Output, 0, len(e.dirty)+len(e.tombs))
+	// One buffer for the flush's tiles (sized like the last one): the
+	// outputs are slices of it, handed over to the caller, so the next
+	// flush starts a new one.
+	buf := make([]byte, 0, e.flushBytes)
 	for _, st := range e.dirty {
 		st.dirty = false
 		if st.dead {
 			continue
 		}
-		b, err := st.t.Encode()
-		if err != nil {
-			return nil, fmt.Errorf("encode tile %s: %w", st.t.Key(), err)
+		from := len(buf)
+		var err error
+		if buf, err = st.tile(&st.group.scratch).AppendJSON(buf); err != nil {
+			return nil, fmt.Errorf("encode tile %s: %w", st.key(), err)
 		}
-		out = append(out, Output{Key: st.t.Key(), Value: b, Tile: st.t})
+		out = append(out, Output{Key: st.key(), Value: buf[from:len(buf):len(buf)]})
 	}
+	e.flushBytes = len(buf) + len(buf)/8
 	for _, k := range e.tombs {
 		out = append(out, Output{Key: k})
 	}
@@ -513,15 +577,15 @@ func (e *Engine) expire(sh *shard, view int) {
 			continue
 		}
 		e.remove(st)
-		e.tombs = append(e.tombs, st.t.Key())
+		e.tombs = append(e.tombs, st.key())
 	}
 }
 
 func (e *Engine) remove(st *tileState) {
 	st.dead = true
 	ents := st.sh.ents[st.vp.idx]
-	en := ents[st.t.Entity]
-	if en == nil {
+	en := st.en
+	if ents[en.id] != en {
 		return
 	}
 	if en.drop(st) {
@@ -582,23 +646,18 @@ func (e *Engine) Restore(p int32, t *tiles.Tile) {
 	if g == nil {
 		return
 	}
+	sh := e.shard(p)
 	// Features sharing an IR were emitted with equal states: take the
 	// first one present.
-	irs := make([]tiles.IR, len(g.irs))
+	st := &tileState{vp: vp, sh: sh, group: g, startMs: t.StartMs, maxEventMs: t.MaxEventMs, irs: make([]tiles.IR, len(g.irs))}
 	have := make([]bool, len(g.irs))
-	feats := make(map[string]*tiles.IR, len(g.feats))
 	for _, f := range g.feats {
 		if ir := t.Features[f.name]; ir != nil && !have[f.ir] {
-			irs[f.ir], have[f.ir] = *ir, true
+			st.irs[f.ir], have[f.ir] = *ir, true
 		}
-		feats[f.name] = &irs[f.ir]
 	}
-	t.Features = feats
-	if t.Offsets == nil {
-		t.Offsets = map[string]int64{}
-	}
-	sh := e.shard(p)
 	for src, off := range t.Offsets {
+		st.offs = append(st.offs, srcOffset{e.intern(src), off})
 		if last, ok := sh.replayTo[src]; !ok || off > last {
 			sh.replayTo[src] = off
 		}
@@ -609,13 +668,13 @@ func (e *Engine) Restore(p int32, t *tiles.Tile) {
 		en = &entity{id: t.Entity, wm: t.MaxEventMs}
 		ents[en.id] = en
 	}
-	t.Entity = en.id
+	st.en = en
 	if old := en.find(t.ResolutionMs, t.StartMs); old != nil {
 		old.dead = true
 		en.drop(old)
 		e.C.Tiles.Add(-1)
 	}
-	en.tiles = append(en.tiles, e.track(sh, vp, g, t, irs))
+	en.tiles = append(en.tiles, e.track(st))
 	if t.MaxEventMs > en.wm {
 		en.wm = t.MaxEventMs
 	}
@@ -682,7 +741,7 @@ func (e *Engine) eachTile(fn func(st *tileState)) {
 func (e *Engine) Snapshot() map[string]*tiles.Tile {
 	out := map[string]*tiles.Tile{}
 	e.eachTile(func(st *tileState) {
-		b, err := st.t.Encode()
+		b, err := st.tile(&tiles.Tile{}).Encode()
 		if err != nil {
 			return
 		}
@@ -706,7 +765,7 @@ func (e *Engine) EntityTiles(view, entity string) []*tiles.Tile {
 	for _, sh := range e.shards {
 		if en := sh.ents[vp.idx][entity]; en != nil {
 			for _, st := range en.tiles {
-				out = append(out, st.t)
+				out = append(out, st.tile(&tiles.Tile{}))
 			}
 		}
 	}
