@@ -202,6 +202,7 @@ for r in "${runs[@]}"; do
 done
 echo "achieved: OK answers/s; p50/p99 of OK answers; errors: non-OK answers (RESOURCE_EXHAUSTED past --max-in-flight, DEADLINE_EXCEEDED past the 5s timeout) and calls the load generator skipped;"
 echo "cpu µs: featureserver CPU time per call (user+system, all its threads), independent of what else runs on its core;"
-echo "        it includes the server's background work, ${idle_ms_per_s} ms of CPU per second when idle (Kafka polling, GC), which weighs most at low rates"
+echo "        it includes the server's background work (${idle_ms_per_s} ms of CPU per second when idle: Kafka polling, GC); at low rates each"
+echo "        call also pays its own wake-ups and system calls, which calls share at high rates"
 echo "load average (1, 5, 15 min; $(nproc) cores): $load_before before the benchmark, $(cut -d' ' -f1-3 /proc/loadavg) after it"
 echo "targets (DESIGN.md §6): 1×50 p99 ≤ 1 ms at 1k/s, ≤ 1.5 ms at 5k/s, ≤ 2× the no-op p99, ≥ 10k/s; 100×50 p99 ≤ 5 ms at 100/s"
