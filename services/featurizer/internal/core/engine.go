@@ -1,22 +1,38 @@
-// Package core is the featurizer's application core: it turns source
-// records into per-entity tiles of intermediate aggregates and decides which
-// tiles to emit and which to expire. It does no I/O; the Kafka adapters feed
-// it records and write out what Flush returns.
+// Package core is the featurizer's application core, in two stages that do
+// no I/O; the Kafka adapters feed them and write out what they produce.
+//
+// The Router (first stage) decodes source records, applies each view's
+// filter and turns every row change into a routed record keyed by
+// view|entity, for the internal topic featurizer.repartition. Sources keyed
+// by something else than the view's entity (CDC tables are keyed by their
+// primary key) are thereby re-keyed, so all changes of one entity land on
+// one repartition partition and are aggregated by one instance.
+//
+// The Engine (second stage) turns routed records into per-entity tiles of
+// intermediate aggregates and decides which tiles to emit and which to
+// expire. All its state is kept per repartition partition (a shard), so
+// what a partition produces does not depend on which other partitions the
+// process holds: a partition restored on another instance after a
+// rebalance, or on the same one after a restart, continues exactly.
 //
 // Time. Each entity of a view has a watermark, the newest event time applied
 // to it. An insert older than the watermark minus the view's allowed
 // lateness is counted and dropped; one within it updates its own tile. The
-// view's clock is the newest event time applied to any of its entities;
-// a tile expires (and a tombstone is emitted) once start + retention +
-// lateness <= clock, where retention is the longest window kept at the
-// tile's resolution plus one resolution: by then no read at or after the
-// clock can include it. Latest values never expire.
+// view's clock (per partition) is the newest event time applied to any of
+// its entities there; a tile expires (and a tombstone is emitted) once
+// start + retention + lateness <= clock, where retention is the longest
+// window kept at the tile's resolution plus one resolution: by then no read
+// at or after the clock can include it. Latest values never expire.
 //
 // Exactly-once effect. A tile records, per source partition, the offset of
-// the last record applied to it (tiles.Tile.Offsets). Records replayed after
-// a restart (emitted before the crash but not yet committed) are skipped per
-// tile, so state restored from features.tiles plus the replay equals the
-// state of a featurizer that never stopped.
+// the last source record applied to it (tiles.Tile.Offsets); routed
+// records carry their source position. Records replayed after a restart of
+// either stage (routed or emitted before the crash but not yet committed)
+// are skipped per tile, so state restored from features.tiles plus the
+// replay equals the state of a featurizer that never stopped. This relies
+// on each source partition's records reaching a repartition partition in
+// source order, which a single producer writing each flush in order gives
+// (kafka-go writes one partition's batches one after another).
 package core
 
 import (
@@ -754,8 +770,8 @@ func (e *Engine) Snapshot() map[string]*tiles.Tile {
 	return out
 }
 
-// EntityTiles returns the live tiles of one entity of a view. They are the
-// engine's own: read them only until the next Apply or Flush.
+// EntityTiles returns the live tiles of one entity of a view. Their IRs
+// are the engine's own: read them only until the next Apply or Flush.
 func (e *Engine) EntityTiles(view, entity string) []*tiles.Tile {
 	vp := e.byName[view]
 	if vp == nil {

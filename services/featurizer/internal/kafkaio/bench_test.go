@@ -64,7 +64,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	defer func() { _ = routedOut.Close() }()
 	b.ResetTimer()
 	start := time.Now()
-	p := startProcess(b, ctx, brokers, []*featurespec.View{view}, routedOut, tileOut, nil)
+	p := startProcess(b, ctx, brokers, []*featurespec.View{view}, routedOut, tileOut, 50000, nil)
 	testutil.Eventually(b, 10*time.Minute, "all events consumed", func() error {
 		return caughtUp(ctx, brokers, 4, []*RouteHandler{p.route}, []*Aggregator{p.agg})
 	})

@@ -98,7 +98,7 @@ type process struct {
 	aggDone chan error
 }
 
-func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, wrap func(*RouteHandler) kafka.Handler) *process {
+func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, wrap func(*RouteHandler) kafka.Handler) *process {
 	t.Helper()
 	eng, err := core.New(views)
 	if err != nil {
@@ -111,11 +111,11 @@ func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*
 	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
 	p.route = NewRouteHandler(router, &eng.C, routedOut, nil)
 	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: core.RepartitionTopic, TilesTopic: tiles.Topic,
-		FlushInterval: 100 * time.Millisecond, FlushEvery: 7000}, eng, tileOut); err != nil {
+		FlushInterval: 100 * time.Millisecond, FlushEvery: flushEvery}, eng, tileOut); err != nil {
 		t.Fatal(err)
 	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "route", Topics: eng.Topics(),
-		CommitInterval: 100 * time.Millisecond, CommitEvery: 7000})
+		CommitInterval: 100 * time.Millisecond, CommitEvery: flushEvery})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		// the 200k records, so each of them happens.
 		if incarnation < 6 {
 			left := 2000 + rng.IntN(28000)
-			p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, func(h *RouteHandler) kafka.Handler {
+			p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, func(h *RouteHandler) kafka.Handler {
 				return &crashHandler{RouteHandler: h, left: left, inFlush: w}
 			})
 			select {
@@ -360,7 +360,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 			crashes++
 			continue
 		}
-		p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, nil)
+		p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, nil)
 		testutil.Eventually(t, 3*time.Minute, "the last incarnation to catch up", func() error {
 			select {
 			case err := <-p.aggDone:
