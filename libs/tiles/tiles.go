@@ -311,6 +311,9 @@ func Number(v any) (float64, bool) {
 		f, err := x.Float64()
 		return f, err == nil
 	case string:
+		if !mayBeNumber(x) {
+			return 0, false
+		}
 		f, err := strconv.ParseFloat(x, 64)
 		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 	case bool:
@@ -320,6 +323,31 @@ func Number(v any) (float64, bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// mayBeNumber rejects, without the allocation of a ParseFloat error, the
+// strings ParseFloat cannot parse because of a byte no number has (ids,
+// timestamps, words); the rest go to ParseFloat.
+func mayBeNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9', c == '.', c == '+', c == '-', c == '_':
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			// Exponents, hex digits and prefixes, inf, infinity, nan.
+			switch c | 0x20 {
+			case 'a', 'b', 'c', 'd', 'e', 'f', 'x', 'p', 'i', 'n', 't', 'y':
+			default:
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Window merges a feature over the sawtooth window ending at nowMs from tiles

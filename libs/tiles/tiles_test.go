@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -296,4 +297,26 @@ func TestAppendJSONSharedIRs(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
 	}
+}
+
+// TestNumberPrecheckAgreesWithParseFloat: the quick rejection never turns
+// away a string ParseFloat accepts.
+func TestNumberPrecheckAgreesWithParseFloat(t *testing.T) {
+	for _, s := range []string{"1", "-2.5e3", "+.5", "0x1p-2", "1_000", "Inf", "-infinity", "NaN", "1E9", "0X1P3",
+		"m123", "2026-11-02T10:00:00Z", "2026-11-02 10:00:00+00", "", " 1", "1 ", "12:30", "u1", "true"} {
+		_, err := strconv.ParseFloat(s, 64)
+		if err == nil && !mayBeNumber(s) {
+			t.Errorf("mayBeNumber(%q) = false, but ParseFloat accepts it", s)
+		}
+	}
+}
+
+func FuzzNumberPrecheck(f *testing.F) {
+	f.Add("1.5")
+	f.Add("m1")
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, err := strconv.ParseFloat(s, 64); err == nil && !mayBeNumber(s) {
+			t.Fatalf("mayBeNumber(%q) = false, but ParseFloat accepts it", s)
+		}
+	})
 }
