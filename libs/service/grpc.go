@@ -3,6 +3,8 @@ package service
 import (
 	"context"
 	"net"
+	"runtime"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -42,6 +44,17 @@ func NewGRPC(tel *telemetry.Telemetry, opts ...grpc.ServerOption) (*GRPC, error)
 	if err != nil {
 		return nil, err
 	}
+	// Attribute sets are built once per method (and status code): building
+	// them on every call showed up in the featureserver's CPU profile.
+	var countAttrs, durAttrs sync.Map
+	attrsFor := func(cache *sync.Map, key any, kv ...attribute.KeyValue) metric.MeasurementOption {
+		if o, ok := cache.Load(key); ok {
+			return o.(metric.MeasurementOption)
+		}
+		o := metric.WithAttributeSet(attribute.NewSet(kv...))
+		cache.Store(key, o)
+		return o
+	}
 	icpt := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -54,12 +67,14 @@ func NewGRPC(tel *telemetry.Telemetry, opts ...grpc.ServerOption) (*GRPC, error)
 			span.RecordError(err)
 		}
 		span.End()
-		attrs := metric.WithAttributes(attribute.String("method", info.FullMethod), attribute.String("code", code.String()))
-		count.Add(ctx, 1, attrs)
-		dur.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("method", info.FullMethod)))
+		m := info.FullMethod
+		count.Add(ctx, 1, attrsFor(&countAttrs, methodCode{m, code}, attribute.String("method", m), attribute.String("code", code.String())))
+		dur.Record(ctx, time.Since(start).Seconds(), attrsFor(&durAttrs, m, attribute.String("method", m)))
 		return resp, err
 	}
-	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(icpt)}, opts...)
+	// Stream workers reuse goroutines across calls instead of starting one
+	// (and growing its stack) per call.
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(icpt), grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}, opts...)
 	g := &GRPC{Server: grpc.NewServer(opts...), health: health.NewServer()}
 	healthpb.RegisterHealthServer(g.Server, g.health)
 	reflection.Register(g.Server)
@@ -98,6 +113,11 @@ func (g *GRPC) Serve(ctx context.Context, lis net.Listener) error {
 		g.Server.Stop()
 	}
 	return nil
+}
+
+type methodCode struct {
+	method string
+	code   codes.Code
 }
 
 // mdCarrier adapts gRPC metadata to a propagation carrier.
