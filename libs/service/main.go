@@ -48,3 +48,20 @@ func Main(args []string, stderr io.Writer, cmd Command) int {
 	}
 	return 0
 }
+
+// Runner is a built service, ready to run until its context ends.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// NewCommand makes the command line of a service: register adds its flags to
+// the configuration that build reads when the command runs.
+func NewCommand[S Runner](name, usage string, register func(*flag.FlagSet), build func(context.Context) (S, error)) Command {
+	return Command{Name: name, Usage: usage, Register: register, Run: func(ctx context.Context) error {
+		s, err := build(ctx)
+		if err != nil {
+			return err
+		}
+		return s.Run(ctx)
+	}}
+}

@@ -324,22 +324,8 @@ func (s *Service) consume(ctx context.Context) error {
 	return c.Run(ctx, s.consumer)
 }
 
-// Run builds and runs the service until ctx ends.
-func Run(ctx context.Context, cfg Config, deps Deps) error {
-	s, err := New(ctx, cfg, deps)
-	if err != nil {
-		return err
-	}
-	return s.Run(ctx)
-}
-
 // Command is the service as a command line (binary and `tributary featureserver`).
 func Command() service.Command {
 	cfg := DefaultConfig()
-	return service.Command{
-		Name:     Name,
-		Usage:    Usage,
-		Register: cfg.RegisterFlags,
-		Run:      func(ctx context.Context) error { return Run(ctx, cfg, Deps{}) },
-	}
+	return service.NewCommand(Name, Usage, cfg.RegisterFlags, func(ctx context.Context) (*Service, error) { return New(ctx, cfg, Deps{}) })
 }
