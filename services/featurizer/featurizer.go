@@ -187,7 +187,7 @@ func (s *Service) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: kafkaio.Balancer})
+	routedOut, err := kafka.NewProducer(kafkaio.RoutedProducerConfig(brokers))
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,13 @@ func (s *Service) stream(ctx context.Context) error {
 		return err
 	}
 	s.agg.Store(agg)
-	s.route = kafkaio.NewRouteHandler(s.router, &s.eng.C, routedOut, log)
+	// The topic may predate this instance's --repartition-partitions: the
+	// router groups records by the count the producer's balancer sees.
+	parts, err := kafkaio.PartitionCount(ctx, brokers, core.RepartitionTopic)
+	if err != nil {
+		return err
+	}
+	s.route = kafkaio.NewRouteHandler(s.router, &s.eng.C, routedOut, kafkaio.RouteConfig{Partitions: parts, BatchSize: kafkaio.RoutedBatchSize, Log: log})
 	if err := s.registerMetrics(s.route, agg); err != nil {
 		return err
 	}

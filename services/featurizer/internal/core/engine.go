@@ -31,8 +31,11 @@
 // are skipped per tile, so state restored from features.tiles plus the
 // replay equals the state of a featurizer that never stopped. This relies
 // on each source partition's records reaching a repartition partition in
-// source order, which a single producer writing each flush in order gives
-// (kafka-go writes one partition's batches one after another).
+// source order and without gaps: the router writes a flush's records of
+// one partition one batch at a time and stops at the first failed batch,
+// so a failed flush leaves a prefix, never a lost batch followed by a
+// later one whose offsets would make the replay of the lost one look
+// applied (kafkaio.RouteHandler).
 package core
 
 import (

@@ -95,7 +95,7 @@ func (a *Aggregator) WithEngine(fn func(*core.Engine)) {
 // Run takes part in the consumer group until ctx ends; on the way out it
 // emits the last tiles and commits.
 func (a *Aggregator) Run(ctx context.Context) error {
-	n, err := partitionCount(ctx, a.cfg.Brokers, a.cfg.Topic)
+	n, err := PartitionCount(ctx, a.cfg.Brokers, a.cfg.Topic)
 	if err != nil {
 		return err
 	}
@@ -139,9 +139,9 @@ func (a *Aggregator) Run(ctx context.Context) error {
 	}
 }
 
-// partitionCount is the number of partitions of topic; entities are
+// PartitionCount is the number of partitions of topic; entities are
 // spread over it, so it must not change while tiles exist.
-func partitionCount(ctx context.Context, brokers []string, topic string) (int, error) {
+func PartitionCount(ctx context.Context, brokers []string, topic string) (int, error) {
 	var d kafkago.Dialer
 	conn, err := d.DialContext(ctx, "tcp", brokers[0])
 	if err != nil {

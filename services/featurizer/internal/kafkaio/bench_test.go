@@ -57,7 +57,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = tileOut.Close() }()
-	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: Balancer})
+	routedOut, err := kafka.NewProducer(RoutedProducerConfig(brokers))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*
 		t.Fatal(err)
 	}
 	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
-	p.route = NewRouteHandler(router, &eng.C, routedOut, nil)
+	p.route = NewRouteHandler(router, &eng.C, routedOut, RouteConfig{Partitions: repartitions, BatchSize: RoutedBatchSize})
 	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: core.RepartitionTopic, TilesTopic: tiles.Topic,
 		FlushInterval: 100 * time.Millisecond, FlushEvery: flushEvery}, eng, tileOut); err != nil {
 		t.Fatal(err)
@@ -328,7 +328,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tileOut.Close() }()
-	routedOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: 10000, Balancer: Balancer})
+	routedOut, err := kafka.NewProducer(RoutedProducerConfig(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}

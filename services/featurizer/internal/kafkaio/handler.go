@@ -2,9 +2,11 @@ package kafkaio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -65,23 +67,68 @@ func (l *lagTracker) Lag() map[PartitionKey]int64 {
 // RouteHandler is the source stage's consumer handler: it routes source
 // records to routed records and, on Flush, writes them to the repartition
 // topic before the consumer commits the source offsets.
+//
+// A flush writes each repartition partition's records in order, in writes
+// of at most one producer batch each, one after another, and stops writing
+// a partition at its first failed write. So what a failed flush leaves on a
+// partition is a prefix of what it meant to write there, never a gap: the
+// aggregator skips a replayed record when a tile already holds a later
+// record of the same source partition (core), which would drop records of a
+// lost batch whose successor landed. (kafka-go's Writer, handed a whole
+// flush, splits a partition's records into batches and keeps writing the
+// later ones after one failed.)
 type RouteHandler struct {
 	r   *core.Router
 	out Writer
 	log *slog.Logger
 	c   *core.Counters
-	buf []kafka.Message
+	cfg RouteConfig
+	// parts holds, per repartition partition, the routed records not yet
+	// acknowledged, in source order.
+	parts [][]kafka.Message
 	lagTracker
 }
 
+// RouteConfig configures a RouteHandler.
+type RouteConfig struct {
+	// Partitions is the repartition topic's partition count, as the
+	// producer's Balancer sees it.
+	Partitions int
+	// BatchSize is the producer's batch size (kafka.ProducerConfig.BatchSize):
+	// one write holds at most this many records, so kafka-go sends it as a
+	// single batch.
+	BatchSize int
+	Log       *slog.Logger
+}
+
+// RoutedBatchSize is the batch size of RoutedProducerConfig.
+const RoutedBatchSize = 10000
+
+// RoutedProducerConfig configures the producer of routed records a
+// RouteHandler with BatchSize RoutedBatchSize writes with: it places
+// records with Balancer, and since every write is one whole batch, a batch
+// does not wait to fill.
+func RoutedProducerConfig(brokers []string) kafka.ProducerConfig {
+	return kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: RoutedBatchSize,
+		BatchTimeout: 100 * time.Microsecond, Balancer: Balancer}
+}
+
+// maxWriteBytes bounds the estimated size of one write: below kafka-go's
+// default batch size in bytes (1 MiB), so a write is never split.
+const maxWriteBytes = 900 << 10
+
 // NewRouteHandler builds a handler routing with r (counting into c) and
 // writing routed records with out (a producer on core.RepartitionTopic
-// using Balancer).
-func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, log *slog.Logger) *RouteHandler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// using Balancer, with cfg.BatchSize).
+func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, cfg RouteConfig) *RouteHandler {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &RouteHandler{r: r, c: c, out: out, log: log}
+	cfg.Partitions = max(1, cfg.Partitions)
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100 // kafka-go's default
+	}
+	return &RouteHandler{r: r, c: c, out: out, log: cfg.Log, cfg: cfg, parts: make([][]kafka.Message, cfg.Partitions)}
 }
 
 // Balancer places routed records on the repartition partition of their
@@ -101,7 +148,8 @@ func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
 		TimeMs:    m.Time.UnixMilli(),
 		Value:     m.Value,
 	}, func(key, value []byte) error {
-		h.buf = append(h.buf, kafka.Message{Key: append([]byte(nil), key...), Value: append([]byte(nil), value...), Time: m.Time})
+		p := core.PartitionOfKey(key, h.cfg.Partitions)
+		h.parts[p] = append(h.parts[p], kafka.Message{Key: append([]byte(nil), key...), Value: append([]byte(nil), value...), Time: m.Time})
 		return nil
 	})
 	if err != nil {
@@ -114,17 +162,78 @@ func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
 }
 
 // Flush writes the routed records of the records handled since the last
-// flush. On failure they are kept and written first next time.
+// flush, the partitions in parallel, each in order (see RouteHandler). On
+// failure the records not acknowledged are kept and written first next
+// time; the caller must not commit the source offsets.
 func (h *RouteHandler) Flush(ctx context.Context) error {
-	if len(h.buf) == 0 {
-		return nil
+	var wg sync.WaitGroup
+	errs := make([]error, len(h.parts))
+	for p, msgs := range h.parts {
+		if len(msgs) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			done, err := h.writeInOrder(ctx, msgs)
+			rest := msgs[done:]
+			clear(msgs[len(rest):])
+			h.parts[p] = msgs[:copy(msgs, rest)]
+			if err != nil {
+				errs[p] = fmt.Errorf("repartition partition %d: %d of %d routed records written: %w", p, done, len(msgs), err)
+			}
+		})
 	}
-	if err := h.out.Write(ctx, h.buf...); err != nil {
-		return fmt.Errorf("write %d routed records: %w", len(h.buf), err)
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// writeInOrder writes msgs (all for one partition) in writes that each fit
+// one producer batch, one after another, and stops at the first failure.
+// It returns how many records were acknowledged.
+func (h *RouteHandler) writeInOrder(ctx context.Context, msgs []kafka.Message) (int, error) {
+	done := 0
+	for done < len(msgs) {
+		end, size := done, 0
+		for end < len(msgs) && end-done < h.cfg.BatchSize {
+			// The trace headers go in now, so the size counts them.
+			kafka.InjectTrace(ctx, &msgs[end])
+			n := recordSize(&msgs[end])
+			if end > done && size+n > maxWriteBytes {
+				break
+			}
+			size += n
+			end++
+		}
+		if err := h.out.Write(ctx, msgs[done:end]...); err != nil {
+			return done, firstWriteError(err)
+		}
+		done = end
 	}
-	clear(h.buf)
-	h.buf = h.buf[:0]
-	return nil
+	return done, nil
+}
+
+// firstWriteError shortens kafka-go's error of a failed write, which
+// repeats a batch's error once per record, to its first error.
+func firstWriteError(err error) error {
+	var we kafkago.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	for _, e := range we {
+		if e != nil {
+			return fmt.Errorf("%d of %d records not written: %w", we.Count(), len(we), e)
+		}
+	}
+	return err
+}
+
+// recordSize is at least what kafka-go counts for m against a batch's
+// byte limit (key, value, headers and the record framing).
+func recordSize(m *kafka.Message) int {
+	n := 64 + len(m.Key) + len(m.Value)
+	for _, hd := range m.Headers {
+		n += 16 + len(hd.Key) + len(hd.Value)
+	}
+	return n
 }
 
 // Emit writes core outputs as features.tiles records.
