@@ -25,7 +25,9 @@
 #
 # Environment: DURATION (per run, default 10s), ENTITIES (default 200),
 # LOADGEN (benchdrive or ghz), GHZ (default: ghz on PATH, else ~/go/bin/ghz),
-# SERVER_CPU / CLIENT_CPU (default 0 / 1), KEEP=1 keeps the temp dir.
+# SERVER_CPU / CLIENT_CPU (default 0 / 1), KEEP=1 keeps the temp dir,
+# SERVER_ENV: NAME=value words set only in the featureserver's environment
+# (e.g. SERVER_ENV=GODEBUG=gctrace=1: the table then gets a GC line).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -109,7 +111,8 @@ pids+=($!)
 wait_for "kafka" 20 bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
 
 log "starting the featureserver on $grpc_addr, pinned to cpu $SERVER_CPU"
-taskset -c "$SERVER_CPU" "$tmp/bin/featureserver" \
+# shellcheck disable=SC2086 # SERVER_ENV is a list of words
+env ${SERVER_ENV:-} taskset -c "$SERVER_CPU" "$tmp/bin/featureserver" \
 	--kafka-brokers "$brokers" --grpc-addr "$grpc_addr" --admin-addr "127.0.0.1:$admin_port" \
 	--features "$repo/examples/bench/features" --data-dir "$tmp/data" --log-level warn \
 	>"$tmp/featureserver.log" 2>&1 &
@@ -174,6 +177,8 @@ saved=$DURATION
 DURATION=3s drive warmup features 1000 "$tmp/out/single.json"
 DURATION=$saved
 
+gc_from=$(grep -c '^gc ' "$tmp/featureserver.log" || true)
+runs_start=$SECONDS
 runs=("1x50_1k single 1000" "1x50_5k single 5000" "1x50_10k single 10000" "100x50_100 batch 100")
 for r in "${runs[@]}"; do
 	read -r name data rate <<<"$r"
@@ -181,6 +186,8 @@ for r in "${runs[@]}"; do
 	drive "$name" features "$rate" "$tmp/out/$data.json"
 	drive "${name}_noop" noop "$rate"
 done
+
+runs_secs=$((SECONDS - runs_start))
 
 # field name key: one number of a run's report.
 field() { jq -r ".$2 // 0" "$tmp/out/$1.json"; }
@@ -205,4 +212,13 @@ echo "cpu µs: featureserver CPU time per call (user+system, all its threads), i
 echo "        it includes the server's background work (${idle_ms_per_s} ms of CPU per second when idle: Kafka polling, GC); at low rates each"
 echo "        call also pays its own wake-ups and system calls, which calls share at high rates"
 echo "load average (1, 5, 15 min; $(nproc) cores): $load_before before the benchmark, $(cut -d' ' -f1-3 /proc/loadavg) after it"
+if ((gc_from > 0)) || grep -q '^gc ' "$tmp/featureserver.log"; then
+	# gctrace lines: "gc N @Ts P%: a+b+c ms clock, ... H0->H1->H2 MB, G MB goal, ...".
+	grep '^gc ' "$tmp/featureserver.log" | tail -n +"$((gc_from + 1))" | awk -v secs="$runs_secs" '
+		{ split($5, clk, "+"); mark += clk[2]; if (clk[2] > maxmark) maxmark = clk[2]
+		  split($11, h, "->"); heap += h[3]; n++ }
+		END { if (n == 0) { print "gc (gctrace): no GC during the runs"; exit }
+		      printf "gc (gctrace) during the runs (%ds): %d GCs (one per %.1fs), concurrent mark %.1f ms mean, %.1f ms max (wall), live heap %.0f MB mean\n",
+		             secs, n, secs / n, mark / n, maxmark, heap / n }'
+fi
 echo "targets (DESIGN.md §6): 1×50 p99 ≤ 1 ms at 1k/s, ≤ 1.5 ms at 5k/s, ≤ 2× the no-op p99, ≥ 10k/s; 100×50 p99 ≤ 5 ms at 100/s"

@@ -70,6 +70,8 @@ type Store struct {
 	index map[string]map[string]*entry
 	live  int64
 	count int
+	// compact rebuilds tiles the way the index keeps them (see compactor).
+	compact *compactor
 }
 
 // Open opens (creating it when needed) the store in dir.
@@ -93,7 +95,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts, index: map[string]map[string]*entry{}, unlock: unlock, lastSweep: opts.Now()}
+	s := &Store{dir: dir, opts: opts, index: map[string]map[string]*entry{}, compact: newCompactor(), unlock: unlock, lastSweep: opts.Now()}
 	if err := s.replay(); err != nil {
 		_ = unlock()
 		return nil, err
@@ -213,6 +215,11 @@ func (s *Store) insert(t *tiles.Tile, exp, size, nowMs int64) {
 		e = &entry{}
 		byEntity[t.Entity] = e
 	}
+	entity := t.Entity
+	if len(e.items) > 0 {
+		entity = e.items[0].t.Entity
+	}
+	t = s.compact.tile(t, entity)
 	// Drop what expired while the entity is at hand.
 	kept := e.items[:0]
 	for _, it := range e.items {
