@@ -59,8 +59,77 @@ type Stats struct {
 }
 
 type entry struct {
+	key   Key
 	state *State
 	info  ModelInfo
+	dirty bool
+	plan  featurePlan
+}
+
+// featurePlan remembers, for the feature names of the last prediction
+// folded into an entry (in their order), where each one's baseline bins and
+// live bin counts are, so that a prediction with the same names (the
+// common case: one model logs the same inputs in the same order) is folded
+// without a map operation per feature.
+type featurePlan struct {
+	state  *State // the plan is about this state's maps
+	names  []string
+	bins   []*Bins   // nil: not in the baseline
+	counts [][]int64 // the live slices of state.BaselineFeatures
+}
+
+func (pl *featurePlan) matches(s *State, fs []Feature) bool {
+	if pl.state != s || len(pl.names) != len(fs) {
+		return false
+	}
+	for i := range fs {
+		if pl.names[i] != fs[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// add folds p into the entry's state exactly like State.add.
+func (e *entry) add(p *Prediction) {
+	s := e.state
+	if !s.addScalars(p) {
+		return
+	}
+	base := e.info.Baseline
+	pl := &e.plan
+	if !pl.matches(s, p.Features) {
+		pl.state = s
+		pl.names, pl.bins, pl.counts = pl.names[:0], pl.bins[:0], pl.counts[:0]
+		for _, f := range p.Features {
+			if _, ok := s.Defaulted[f.Name]; !ok {
+				s.Defaulted[f.Name] = 0
+			}
+			var bins *Bins
+			var counts []int64
+			if base != nil {
+				if b, ok := base.Features[f.Name]; ok {
+					bins = &b
+					counts = s.featureCounts(f.Name, b, len(base.Features))
+				}
+			}
+			pl.names = append(pl.names, f.Name)
+			pl.bins = append(pl.bins, bins)
+			pl.counts = append(pl.counts, counts)
+		}
+	}
+	if base == nil {
+		return
+	}
+	if s.BaselineScore == nil {
+		s.BaselineScore = make([]int64, len(base.Score.Fractions))
+	}
+	s.BaselineScore[base.Score.Bin(p.Score)]++
+	for i, f := range p.Features {
+		if c := pl.counts[i]; c != nil {
+			c[pl.bins[i].Bin(f.Value)]++
+		}
+	}
 }
 
 type joined struct {
@@ -91,10 +160,17 @@ type Aggregator struct {
 	catalog Catalog
 
 	rows  map[Key]*entry
-	dirty map[Key]struct{}
+	dirty []*entry // changed since the last Flush
+	// recent are the last rows folded into, looked up before rows (a
+	// key's hash covers three strings); cleared when rows leave memory.
+	recent [4]*entry
+	next   int
 
-	handled map[topicPartition]int64
+	handled map[topicPartition]*int64
 	tpNames map[topicPartition]string
+	// lastTP, lastHandled: handled's entry of the previous record.
+	lastTP      topicPartition
+	lastHandled *int64
 
 	preds  map[string]*joined
 	labels map[string]pendingLabel
@@ -118,8 +194,8 @@ func NewAggregator(cfg AggregatorConfig, catalog Catalog) *Aggregator {
 	}
 	return &Aggregator{
 		cfg: cfg, catalog: catalog,
-		rows: map[Key]*entry{}, dirty: map[Key]struct{}{},
-		handled: map[topicPartition]int64{}, tpNames: map[topicPartition]string{},
+		rows:    map[Key]*entry{},
+		handled: map[topicPartition]*int64{}, tpNames: map[topicPartition]string{},
 		preds: map[string]*joined{}, labels: map[string]pendingLabel{},
 	}
 }
@@ -140,11 +216,23 @@ func (a *Aggregator) redelivered(src Source) bool {
 		return false
 	}
 	tp := topicPartition{src.Topic, src.Partition}
-	if h, ok := a.handled[tp]; ok && src.Offset <= h {
+	h := a.lastHandled
+	if h == nil || a.lastTP != tp {
+		h = a.handled[tp]
+		if h == nil {
+			h = new(int64)
+			*h = src.Offset
+			a.handled[tp] = h
+			a.lastTP, a.lastHandled = tp, h
+			return false
+		}
+		a.lastTP, a.lastHandled = tp, h
+	}
+	if src.Offset <= *h {
 		a.stats.Duplicates++
 		return true
 	}
-	a.handled[tp] = src.Offset
+	*h = src.Offset
 	return false
 }
 
@@ -161,10 +249,32 @@ func (a *Aggregator) counted(src Source, e *entry) bool {
 func (a *Aggregator) row(k Key) *entry {
 	e := a.rows[k]
 	if e == nil {
-		e = &entry{state: NewState(), info: a.catalog.Model(k.Model, k.Version)}
+		e = &entry{key: k, state: NewState(), info: a.catalog.Model(k.Model, k.Version)}
 		a.rows[k] = e
 	}
 	return e
+}
+
+// lookup finds k's row in memory (nil if none), trying the recent rows first.
+func (a *Aggregator) lookup(k Key) *entry {
+	for _, e := range a.recent {
+		if e != nil && e.key.Minute == k.Minute && e.key.ModelKey == k.ModelKey {
+			return e
+		}
+	}
+	e := a.rows[k]
+	if e != nil {
+		a.recent[a.next] = e
+		a.next = (a.next + 1) % len(a.recent)
+	}
+	return e
+}
+
+func (a *Aggregator) markDirty(e *entry) {
+	if !e.dirty {
+		e.dirty = true
+		a.dirty = append(a.dirty, e)
+	}
 }
 
 // AddPrediction folds one prediction of key k (whose Minute is the
@@ -175,7 +285,7 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 		a.watermark = tsMs
 	}
 	dup := a.redelivered(src)
-	e := a.rows[k]
+	e := a.lookup(k)
 	if e == nil {
 		if k.Minute < a.cut() {
 			// Its row may already have left memory: a fresh row would
@@ -190,8 +300,8 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 		a.stats.Duplicates++
 	}
 	if !dup {
-		e.state.add(p, e.info.Baseline)
-		a.dirty[k] = struct{}{}
+		e.add(p)
+		a.markDirty(e)
 	}
 	if p.Failed || id == "" {
 		return
@@ -275,7 +385,7 @@ func (a *Aggregator) applyLabel(j *joined, l pendingLabel) {
 	}
 	th := e.info.Threshold
 	e.state.addLabel(j.score, l.value, th)
-	a.dirty[j.key] = struct{}{}
+	a.markDirty(e)
 }
 
 // expire drops join entries older than the TTL behind the watermark, and
@@ -310,24 +420,25 @@ func (a *Aggregator) expire() {
 // rows older than the label TTL from memory.
 func (a *Aggregator) Flush() []Row {
 	out := make([]Row, 0, len(a.dirty))
-	for k := range a.dirty {
-		e := a.rows[k]
+	for _, e := range a.dirty {
+		e.dirty = false
 		offs := make(map[string]int64, len(a.handled)+len(e.state.Offsets))
 		for tp, o := range e.state.Offsets {
 			offs[tp] = o
 		}
 		for tp, o := range a.handled {
 			n := a.tpName(tp)
-			if cur, ok := offs[n]; !ok || o > cur {
-				offs[n] = o
+			if cur, ok := offs[n]; !ok || *o > cur {
+				offs[n] = *o
 			}
 		}
 		if len(offs) > 0 {
 			e.state.Offsets = offs
 		}
-		out = append(out, NewRow(k, e.state.Clone(), e.info))
+		out = append(out, NewRow(e.key, e.state.Clone(), e.info))
 	}
 	clear(a.dirty)
+	a.dirty = a.dirty[:0]
 	sort.Slice(out, func(i, j int) bool { return lessKey(out[i].Key, out[j].Key) })
 	cut := a.cut()
 	for k := range a.rows {
@@ -335,6 +446,7 @@ func (a *Aggregator) Flush() []Row {
 			delete(a.rows, k)
 		}
 	}
+	a.recent = [4]*entry{}
 	return out
 }
 
@@ -355,12 +467,13 @@ func (a *Aggregator) Restore(rows []Row) {
 			a.watermark = end
 		}
 	}
+	a.recent = [4]*entry{}
 	cut := a.cut()
 	for _, r := range rows {
 		if r.State == nil || r.Minute < cut {
 			continue
 		}
-		a.rows[r.Key] = &entry{state: r.State.Clone(), info: a.catalog.Model(r.Model, r.Version)}
+		a.rows[r.Key] = &entry{key: r.Key, state: r.State.Clone(), info: a.catalog.Model(r.Model, r.Version)}
 	}
 }
 

@@ -269,7 +269,15 @@ func stream(n int, seed uint64) []rec {
 		ts := t0 + rng.Int64N(3*MinuteMs)
 		k := Key{ModelKey: ModelKey{"m", "v1", []string{"a", "b"}[rng.IntN(2)]}, Minute: MinuteOf(ts)}
 		p := Prediction{LatencyMs: rng.Float64() * 20, Score: rng.Float64(),
-			Features: map[string]float64{"x": rng.Float64() * 12, "y": 1}}
+			Features: []Feature{{"x", rng.Float64() * 12}, {"y", 1}}}
+		switch rng.IntN(8) { // mostly one layout, as from one modelserver
+		case 0:
+			p.Features[0], p.Features[1] = p.Features[1], p.Features[0]
+		case 1:
+			p.Features = p.Features[1:]
+		case 2:
+			p.Features = nil
+		}
 		if rng.IntN(10) == 0 {
 			p.Defaulted = []string{"y"}
 		}

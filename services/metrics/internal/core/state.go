@@ -83,22 +83,42 @@ func scoreBin(s float64) int {
 // logLossEps clamps probabilities in the log loss.
 const logLossEps = 1e-15
 
+// Feature is one model input of a prediction.
+type Feature struct {
+	Name  string
+	Value float64
+}
+
 // Prediction is the part of a logged prediction the aggregate needs.
+// Feature names are unique within a prediction.
 type Prediction struct {
 	Failed    bool
 	LatencyMs float64
 	Score     float64
-	Features  map[string]float64
+	Features  []Feature
 	Defaulted []string
 }
 
-// add records one prediction; base may be nil.
-func (s *State) add(p *Prediction, base *Baseline) {
+// FeaturesOf lists a feature map as the aggregate's input, in name order.
+func FeaturesOf(m map[string]float64) []Feature {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]Feature, 0, len(m))
+	for _, n := range sortedKeys(m) {
+		out = append(out, Feature{Name: n, Value: m[n]})
+	}
+	return out
+}
+
+// addScalars records what every prediction adds regardless of its
+// features; it reports whether the prediction scored.
+func (s *State) addScalars(p *Prediction) bool {
 	s.Requests++
 	s.Latency.Add(p.LatencyMs)
 	if p.Failed {
 		s.Errors++
-		return
+		return false
 	}
 	s.Scored++
 	s.ScoreSumNanos += scoreNanos(p.Score)
@@ -106,13 +126,22 @@ func (s *State) add(p *Prediction, base *Baseline) {
 	if s.Defaulted == nil && len(p.Features)+len(p.Defaulted) > 0 {
 		s.Defaulted = make(map[string]int64, len(p.Features))
 	}
-	for name := range p.Features {
-		if _, ok := s.Defaulted[name]; !ok {
-			s.Defaulted[name] = 0
-		}
-	}
 	for _, name := range p.Defaulted {
 		s.Defaulted[name]++
+	}
+	return true
+}
+
+// add records one prediction; base may be nil. It is the reference the
+// aggregator's planned fold (entry.add) must match.
+func (s *State) add(p *Prediction, base *Baseline) {
+	if !s.addScalars(p) {
+		return
+	}
+	for _, f := range p.Features {
+		if _, ok := s.Defaulted[f.Name]; !ok {
+			s.Defaulted[f.Name] = 0
+		}
 	}
 	if base == nil {
 		return
@@ -121,21 +150,26 @@ func (s *State) add(p *Prediction, base *Baseline) {
 		s.BaselineScore = make([]int64, len(base.Score.Fractions))
 	}
 	s.BaselineScore[base.Score.Bin(p.Score)]++
-	for name, bins := range base.Features {
-		v, ok := p.Features[name]
+	for _, f := range p.Features {
+		bins, ok := base.Features[f.Name]
 		if !ok {
 			continue
 		}
-		if s.BaselineFeatures == nil {
-			s.BaselineFeatures = make(map[string][]int64, len(base.Features))
-		}
-		c := s.BaselineFeatures[name]
-		if c == nil {
-			c = make([]int64, len(bins.Fractions))
-			s.BaselineFeatures[name] = c
-		}
-		c[bins.Bin(v)]++
+		s.featureCounts(f.Name, bins, len(base.Features))[bins.Bin(f.Value)]++
 	}
+}
+
+// featureCounts returns the live baseline bin counts of feature name.
+func (s *State) featureCounts(name string, bins Bins, features int) []int64 {
+	if s.BaselineFeatures == nil {
+		s.BaselineFeatures = make(map[string][]int64, features)
+	}
+	c := s.BaselineFeatures[name]
+	if c == nil {
+		c = make([]int64, len(bins.Fractions))
+		s.BaselineFeatures[name] = c
+	}
+	return c
 }
 
 // addLabel records the label of a prediction of this state that scored score.

@@ -45,7 +45,7 @@ func Rows() []core.Row {
 						k := core.Key{ModelKey: core.ModelKey{Model: model, Version: version, Variant: variant}, Minute: core.MinuteOf(ts)}
 						id := fmt.Sprintf("p%d", i)
 						p := core.Prediction{LatencyMs: float64(1 + n), Score: float64(n%10) / 10,
-							Features: map[string]float64{"x": float64(n % 3)}, Failed: n == 4}
+							Features: []core.Feature{{Name: "x", Value: float64(n % 3)}}, Failed: n == 4}
 						if n%2 == 0 {
 							p.Defaulted = []string{"x"}
 						}

@@ -59,19 +59,27 @@ func benchRecords(n int) ([][]byte, []string) {
 // without decoding.
 func BenchmarkAggregate(b *testing.B) {
 	recs, features := benchRecords(100_000)
-	preds := make([]predlog.Prediction, len(recs))
+	type input struct {
+		id string
+		k  core.Key
+		ts int64
+		p  core.Prediction
+	}
+	in := make([]input, len(recs))
 	for i, r := range recs {
-		if err := DecodePrediction(r, &preds[i]); err != nil {
+		var p predlog.Prediction
+		if err := DecodePrediction(r, &p); err != nil {
 			b.Fatal(err)
 		}
+		k, cp := Convert(&p)
+		in[i] = input{p.PredictionID, k, p.TimeMs, cp}
 	}
 	agg := core.NewAggregator(core.AggregatorConfig{}, benchCatalog{core.ModelInfo{Threshold: 0.5, Baseline: benchBaseline(features)}})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p := &preds[i%len(preds)]
-		k, cp := Convert(p)
-		agg.AddPrediction(p.PredictionID, k, p.TimeMs, &cp, core.Source{Offset: -1})
+		r := &in[i%len(in)]
+		agg.AddPrediction(r.id, r.k, r.ts, &r.p, core.Source{Offset: -1})
 		if i%10_000 == 9_999 {
 			agg.Flush()
 		}

@@ -1,20 +1,33 @@
 package stream
 
 import (
+	"sort"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/tributary-ml/tributary/libs/predlog"
+	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 )
 
 // decoder decodes `predictions` records without reflection for the common
-// shape and reuses its maps; it hands anything unusual (escapes, nulls,
+// shape and reuses its buffers; it hands anything unusual (escapes, nulls,
 // unknown or repeated keys, invalid UTF-8) to encoding/json, so its results
 // are encoding/json's (FuzzDecoder checks that). It is not safe for
 // concurrent use.
+//
+// Features come out as a list (record order, names unique, interned), not
+// a map: a feature name equal to the one at the same position in the
+// previous record is taken from it without hashing, so a stream of one
+// model's predictions (whose inputs the modelserver logs in one order)
+// decodes without a map operation per feature.
 type decoder struct {
-	p      predlog.Prediction
+	p      predlog.Prediction // Features stays nil; see feats
+	feats  []core.Feature
+	prev   []string // the previous record's feature names
 	intern map[string]string
+	// last holds the previous record's model, version, variant and role,
+	// compared before hashing.
+	last [4]string
 }
 
 // maxInterned bounds the interned strings (names of models, variants,
@@ -22,7 +35,7 @@ type decoder struct {
 const maxInterned = 10_000
 
 func newDecoder() *decoder {
-	return &decoder{intern: map[string]string{}, p: predlog.Prediction{Features: map[string]float64{}}}
+	return &decoder{intern: map[string]string{}}
 }
 
 func (d *decoder) str(b []byte) string {
@@ -36,29 +49,76 @@ func (d *decoder) str(b []byte) string {
 	return s
 }
 
-// decode decodes b into the decoder's reused Prediction (valid until the
-// next call) and checks it like DecodePrediction.
-func (d *decoder) decode(b []byte) (*predlog.Prediction, error) {
-	features := d.p.Features
-	clear(features)
-	defaulted := d.p.Defaulted[:0]
-	d.p = predlog.Prediction{Features: features, Defaulted: defaulted}
+// strAt interns b, first comparing it with the previous value of slot.
+func (d *decoder) strAt(slot int, b []byte) string {
+	if string(b) == d.last[slot] {
+		return d.last[slot]
+	}
+	s := d.str(b)
+	d.last[slot] = s
+	return s
+}
+
+// decode decodes b into the decoder's reused Prediction and feature list
+// (valid until the next call; the Prediction's Features map is nil, the
+// list holds them) and checks it like DecodePrediction.
+func (d *decoder) decode(b []byte) (*predlog.Prediction, []core.Feature, error) {
+	d.p = predlog.Prediction{Defaulted: d.p.Defaulted[:0]}
+	d.feats = d.feats[:0]
 	if !d.fast(b) {
 		d.p = predlog.Prediction{}
 		if err := DecodePrediction(b, &d.p); err != nil {
-			d.p = predlog.Prediction{Features: features}
-			return nil, err
+			return nil, nil, err
 		}
-		if d.p.Features == nil {
-			clear(features) // the fast path may have filled some before it gave up
-			d.p.Features = features
+		d.feats = d.feats[:0] // the fast path may have filled some before it gave up
+		for _, n := range sortedNames(d.p.Features) {
+			d.feats = append(d.feats, core.Feature{Name: d.str([]byte(n)), Value: d.p.Features[n]})
 		}
-		return &d.p, nil
+		d.p.Features = nil
+		return &d.p, d.feats, nil
 	}
 	if err := checkPrediction(&d.p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &d.p, nil
+	d.prev = d.prev[:0]
+	for _, f := range d.feats {
+		d.prev = append(d.prev, f.Name)
+	}
+	return &d.p, d.feats, nil
+}
+
+func sortedNames(m map[string]float64) []string {
+	out := make([]string, 0, len(m))
+	for n := range m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// feature appends the feature named k (raw bytes) with value v; false
+// means the record repeats a name (encoding/json keeps the last value:
+// leave it to it). missed tells whether an earlier name of this record
+// was not where the previous record had it, after which names must be
+// checked against this record's earlier ones.
+func (d *decoder) feature(k []byte, v float64, missed *bool) bool {
+	i := len(d.feats)
+	var name string
+	if i < len(d.prev) && string(k) == d.prev[i] {
+		name = d.prev[i]
+	} else {
+		*missed = true
+		name = d.str(k)
+	}
+	if *missed {
+		for _, f := range d.feats {
+			if f.Name == name {
+				return false
+			}
+		}
+	}
+	d.feats = append(d.feats, core.Feature{Name: name, Value: v})
+	return true
 }
 
 type scanner struct {
@@ -203,10 +263,40 @@ const (
 	fTime
 )
 
-var fieldBits = map[string]int{
-	"prediction_id": fID, "model": fModel, "version": fVersion, "variant": fVariant, "role": fRole,
-	"entity_keys": fEntityKeys, "features": fFeatures, "defaulted": fDefaulted, "outputs": fOutputs,
-	"score": fScore, "latency_ms": fLatency, "error": fError, "trace_id": fTrace, "ts_ms": fTime,
+// fieldBit names a record's key (0: unknown); a switch on the string
+// costs no hashing.
+func fieldBit(key []byte) int {
+	switch string(key) {
+	case "prediction_id":
+		return fID
+	case "model":
+		return fModel
+	case "version":
+		return fVersion
+	case "variant":
+		return fVariant
+	case "role":
+		return fRole
+	case "entity_keys":
+		return fEntityKeys
+	case "features":
+		return fFeatures
+	case "defaulted":
+		return fDefaulted
+	case "outputs":
+		return fOutputs
+	case "score":
+		return fScore
+	case "latency_ms":
+		return fLatency
+	case "error":
+		return fError
+	case "trace_id":
+		return fTrace
+	case "ts_ms":
+		return fTime
+	}
+	return 0
 }
 
 // fast decodes the common shape; false means "ask encoding/json".
@@ -215,8 +305,8 @@ func (d *decoder) fast(b []byte) bool {
 	p := &d.p
 	seen := 0
 	ok := s.object(func(key []byte) bool {
-		bit, known := fieldBits[string(key)]
-		if !known || seen&bit != 0 {
+		bit := fieldBit(key)
+		if bit == 0 || seen&bit != 0 {
 			return false // encoding/json matches keys case-insensitively and merges repeats
 		}
 		seen |= bit
@@ -230,13 +320,13 @@ func (d *decoder) fast(b []byte) bool {
 			case fID:
 				p.PredictionID = string(v)
 			case fModel:
-				p.Model = d.str(v)
+				p.Model = d.strAt(0, v)
 			case fVersion:
-				p.Version = d.str(v)
+				p.Version = d.strAt(1, v)
 			case fVariant:
-				p.Variant = d.str(v)
+				p.Variant = d.strAt(2, v)
 			case fRole:
-				p.Role = d.str(v)
+				p.Role = d.strAt(3, v)
 			case fError:
 				p.Error = d.str(v)
 			}
@@ -258,12 +348,10 @@ func (d *decoder) fast(b []byte) bool {
 			p.TimeMs = v
 			return err == nil
 		case fFeatures:
+			missed := false
 			return s.object(func(k []byte) bool {
 				v, ok := s.float()
-				if ok {
-					p.Features[d.str(k)] = v
-				}
-				return ok
+				return ok && d.feature(k, v, &missed)
 			})
 		case fOutputs:
 			return s.object(func([]byte) bool { _, ok := s.float(); return ok })

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tributary-ml/tributary/libs/predlog"
+	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 )
 
 func seeds() [][]byte {
@@ -21,6 +22,15 @@ func seeds() [][]byte {
 		[]byte(`{"model":"m|x"}`),
 		[]byte(`{"model":"\xff"}`),
 		[]byte(`[]`),
+		// Feature names where the previous record had them, elsewhere, and repeated.
+		[]byte(`{"model":"m","features":{"a":1,"b":2}}`),
+		[]byte(`{"model":"m","features":{"b":1,"b":2}}`),
+		[]byte(`{"model":"m","features":{"a":1,"b":2}}`),
+		[]byte(`{"model":"m","features":{"a":1,"a":2}}`),
+		[]byte(`{"model":"m","features":{"a":1,"b":2,"c":3}}`),
+		[]byte(`{"model":"m","features":{"a":1,"b":2,"b":3}}`),
+		[]byte(`{"model":"m","features":{"a":1}}`),
+		[]byte(`{"model":"m","features":{"c":1,"a":2,"b":3}}`),
 	)
 }
 
@@ -36,7 +46,7 @@ func compareDecoders(t *testing.T, d *decoder, b []byte) {
 	t.Helper()
 	var want predlog.Prediction
 	wantErr := DecodePrediction(b, &want)
-	got, err := d.decode(b)
+	got, feats, err := d.decode(b)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("%q: decoder err %v, encoding/json err %v", b, err, wantErr)
 	}
@@ -47,6 +57,13 @@ func compareDecoders(t *testing.T, d *decoder, b []byte) {
 		want.Features = map[string]float64{}
 	}
 	g := *got
+	g.Features = map[string]float64{}
+	for _, f := range feats {
+		if _, dup := g.Features[f.Name]; dup {
+			t.Fatalf("%q: feature %q twice in the decoded list", b, f.Name)
+		}
+		g.Features[f.Name] = f.Value
+	}
 	if len(g.Defaulted) == 0 && len(want.Defaulted) == 0 {
 		g.Defaulted, want.Defaulted = nil, nil
 	}
@@ -72,15 +89,15 @@ func FuzzDecoder(f *testing.F) {
 
 func TestDecoderReusesNothingAcrossRecords(t *testing.T) {
 	d := newDecoder()
-	a, err := d.decode([]byte(`{"model":"m","features":{"a":1},"defaulted":["a"],"error":"x"}`))
+	a, _, err := d.decode([]byte(`{"model":"m","features":{"a":1},"defaulted":["a"],"error":"x"}`))
 	if err != nil || a.Error != "x" {
 		t.Fatal(err)
 	}
-	b, err := d.decode([]byte(`{"model":"m","features":{"b":2}}`))
+	b, feats, err := d.decode([]byte(`{"model":"m","features":{"b":2}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := b.Features["a"]; ok || len(b.Defaulted) != 0 || b.Error != "" {
-		t.Fatalf("state leaked between records: %+v", b)
+	if len(feats) != 1 || feats[0] != (core.Feature{Name: "b", Value: 2}) || len(b.Defaulted) != 0 || b.Error != "" {
+		t.Fatalf("state leaked between records: %+v %+v", b, feats)
 	}
 }

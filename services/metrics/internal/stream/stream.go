@@ -111,12 +111,12 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 		}
 		h.agg.AddLabel(l.id, l.value, l.tsMs, src)
 	default:
-		p, err := h.dec.decode(m.Value)
+		p, feats, err := h.dec.decode(m.Value)
 		if err != nil {
 			h.reject(m, "prediction", err)
 			return nil
 		}
-		k, cp := Convert(p)
+		k, cp := convert(p, feats)
 		h.agg.AddPrediction(p.PredictionID, k, p.TimeMs, &cp, src)
 	}
 	return nil
@@ -153,10 +153,14 @@ func checkPrediction(p *predlog.Prediction) error {
 
 // Convert maps a logged prediction onto its row key and the aggregate's input.
 func Convert(p *predlog.Prediction) (core.Key, core.Prediction) {
+	return convert(p, core.FeaturesOf(p.Features))
+}
+
+func convert(p *predlog.Prediction, feats []core.Feature) (core.Key, core.Prediction) {
 	k := core.Key{ModelKey: core.ModelKey{Model: p.Model, Version: p.Version, Variant: p.Variant}, Minute: core.MinuteOf(p.TimeMs)}
 	return k, core.Prediction{
 		Failed: p.Error != "", LatencyMs: p.LatencyMs, Score: p.Score,
-		Features: p.Features, Defaulted: p.Defaulted,
+		Features: feats, Defaulted: p.Defaulted,
 	}
 }
 
@@ -248,7 +252,7 @@ func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time
 		if DecodePrediction(m.Value, &p) != nil {
 			return
 		}
-		k, _ := Convert(&p)
+		k, _ := convert(&p, nil)
 		h.mu.Lock()
 		h.agg.Remember(p.PredictionID, k, p.TimeMs, p.Score, p.Error != "", core.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		h.mu.Unlock()

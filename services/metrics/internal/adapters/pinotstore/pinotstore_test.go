@@ -270,9 +270,9 @@ func wideRow(n int) core.Row {
 	a := core.NewAggregator(core.AggregatorConfig{}, wideCatalog{n})
 	k := core.Key{ModelKey: core.ModelKey{Model: "wide", Version: "v1", Variant: "a"}, Minute: 0}
 	for i := 0; i < 5000; i++ {
-		p := core.Prediction{LatencyMs: float64(i%1000) / 7, Score: float64(i%101) / 100, Features: map[string]float64{}}
+		p := core.Prediction{LatencyMs: float64(i%1000) / 7, Score: float64(i%101) / 100, Features: make([]core.Feature, 0, n)}
 		for f := 0; f < n; f++ {
-			p.Features[fmt.Sprintf("feature_with_a_long_name_%03d", f)] = float64((i*(f+1))%100) / 100
+			p.Features = append(p.Features, core.Feature{Name: fmt.Sprintf("feature_with_a_long_name_%03d", f), Value: float64((i*(f+1))%100) / 100})
 		}
 		id := fmt.Sprint(i)
 		a.AddPrediction(id, k, int64(i), &p, core.Source{Offset: -1})
