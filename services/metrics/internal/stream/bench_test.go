@@ -118,3 +118,43 @@ func BenchmarkHandle(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "predictions/s")
 }
+
+// BenchmarkFlush is the publish step alone: every round changes 64 rows
+// (one prediction each, 10 features with baseline drift) and flushes them:
+// aggregator flush, derive, JSON encoding and a publisher that discards.
+func BenchmarkFlush(b *testing.B) {
+	recs, features := benchRecords(64)
+	agg := core.NewAggregator(core.AggregatorConfig{}, benchCatalog{core.ModelInfo{Threshold: 0.5, Baseline: benchBaseline(features)}})
+	h := NewHandler(agg, discard{}, nil, nil, nil)
+	ctx := context.Background()
+	preds := make([]predlog.Prediction, len(recs))
+	for i, r := range recs {
+		if err := DecodePrediction(r, &preds[i]); err != nil {
+			b.Fatal(err)
+		}
+		preds[i].Variant = fmt.Sprintf("variant%02d", i) // 64 rows
+		preds[i].TimeMs = 1_793_527_200_000
+	}
+	msgs := make([][]byte, len(preds))
+	for i := range preds {
+		msgs[i], _ = json.Marshal(preds[i])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	rows := 0
+	for i := 0; i < b.N; i++ {
+		for j, m := range msgs {
+			if err := h.Handle(ctx, kafka.Message{Topic: predlog.PredictionsTopic, Offset: int64(i*len(msgs) + j), Value: m}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := h.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		rows += len(msgs)
+	}
+	if st := h.Stats(); st.Published != int64(rows) {
+		b.Fatalf("published %d rows, want %d", st.Published, rows)
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}
