@@ -277,8 +277,16 @@ type Engine struct {
 	srcs   map[string]map[int64]string
 	rt     routed
 	vals   []any
-	// flushBytes sizes the next flush's tile buffer.
+	// flushBytes sizes the next flush's tile buffer; spare is a buffer
+	// and outputs slice given back with Recycle.
 	flushBytes int
+	spare      []byte
+	spareOuts  []Output
+	// last is the last Flush's buffer and outputs, for Recycle.
+	last struct {
+		buf  []byte
+		outs []Output
+	}
 
 	// C are the engine's counters.
 	C Counters
@@ -557,11 +565,21 @@ func (e *Engine) Flush() ([]Output, error) {
 			e.expire(sh, i)
 		}
 	}
-	out := make([]Output, 0, len(e.dirty)+len(e.tombs))
 	// One buffer for the flush's tiles (sized like the last one): the
 	// outputs are slices of it, handed over to the caller, so the next
-	// flush starts a new one.
-	buf := make([]byte, 0, e.flushBytes)
+	// flush starts a new one unless the caller gave the last one back
+	// (Recycle): writing tens of megabytes to fresh memory every flush
+	// costs page faults and garbage collections.
+	out := e.spareOuts[:0]
+	if cap(out) < len(e.dirty)+len(e.tombs) {
+		out = make([]Output, 0, len(e.dirty)+len(e.tombs))
+	}
+	buf := e.spare[:0]
+	if cap(buf) < e.flushBytes {
+		buf = make([]byte, 0, e.flushBytes)
+	}
+	e.spare, e.spareOuts = nil, nil
+	e.last.buf, e.last.outs = nil, nil
 	for _, st := range e.dirty {
 		st.dirty = false
 		if st.dead {
@@ -578,12 +596,28 @@ func (e *Engine) Flush() ([]Output, error) {
 	for _, k := range e.tombs {
 		out = append(out, Output{Key: k})
 	}
+	e.last.buf, e.last.outs = buf, out
 	e.C.Emitted.Add(int64(len(out) - len(e.tombs)))
 	e.C.Expired.Add(int64(len(e.tombs)))
 	clear(e.dirty)
 	e.dirty = e.dirty[:0]
 	e.tombs = e.tombs[:0]
 	return out, nil
+}
+
+// maxSpare bounds the buffer Recycle keeps for the next Flush.
+const maxSpare = 128 << 20
+
+// Recycle says the outputs of the last Flush are done with (written and
+// acknowledged: nothing refers to their bytes any more), so the next Flush
+// reuses their memory. Do not call it when unsure (a write abandoned after
+// a timeout may still be sending them).
+func (e *Engine) Recycle() {
+	if e.last.buf != nil && cap(e.last.buf) <= maxSpare {
+		clear(e.last.outs)
+		e.spare, e.spareOuts = e.last.buf[:0], e.last.outs[:0]
+	}
+	e.last.buf, e.last.outs = nil, nil
 }
 
 func (e *Engine) expire(sh *shard, view int) {

@@ -361,6 +361,10 @@ func (a *Aggregator) flush(ctx context.Context) error {
 		a.clean = false
 		return err
 	}
+	// Acknowledged: the writer holds no reference to the tiles any more.
+	a.engMu.Lock()
+	a.eng.Recycle()
+	a.engMu.Unlock()
 	return nil
 }
 
