@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -105,6 +106,48 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	}
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return fmt.Errorf("create topics: %w", err)
+	}
+	// A topic that existed before (auto-created by a consumer, say) keeps its
+	// cleanup policy; a topic we rely on being compacted must be.
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	for _, t := range topics {
+		if t.Compacted {
+			if err := ensureCompacted(ctx, client, t.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func ensureCompacted(ctx context.Context, client *kafkago.Client, topic string) error {
+	resp, err := client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"cleanup.policy"},
+	}}})
+	if err != nil {
+		return fmt.Errorf("describe %s: %w", topic, err)
+	}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return fmt.Errorf("describe %s: %w", topic, r.Error)
+		}
+		for _, e := range r.ConfigEntries {
+			if e.ConfigName == "cleanup.policy" && strings.Contains(e.ConfigValue, "compact") {
+				return nil
+			}
+		}
+	}
+	ar, err := client.AlterConfigs(ctx, &kafkago.AlterConfigsRequest{Resources: []kafkago.AlterConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic,
+		Configs: []kafkago.AlterConfigRequestConfig{{Name: "cleanup.policy", Value: "compact"}},
+	}}})
+	if err == nil {
+		for _, e := range ar.Errors {
+			err = errors.Join(err, e)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("topic %s exists without cleanup.policy=compact and could not be altered: %w", topic, err)
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/testutil"
@@ -114,5 +116,102 @@ func TestProduceConsumeCommitAndTrace(t *testing.T) {
 	}
 	if !got["c"] {
 		t.Fatalf("record c was not redelivered after the handler failed; second run handled %v", got)
+	}
+}
+
+func TestWriteWithoutTraceStillCarriesTraceContext(t *testing.T) {
+	addr := testutil.Kafka(t, 1)
+	ctx := testutil.Context(t, 30*time.Second)
+	p, err := NewProducer(ProducerConfig{Brokers: []string{addr}, Topic: "bare"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := Message{Key: []byte("own"), Headers: []Header{{Key: "traceparent", Value: []byte("00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01")}}}
+	if err := p.Write(ctx, Message{Key: []byte("a")}, Message{Key: []byte("b")}, own); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var traces []trace.SpanContext
+	n, err := ReadAll(ctx, []string{addr}, "bare", func(m Message) error {
+		sc := trace.SpanContextFromContext(ExtractTrace(ctx, &m))
+		if !sc.IsValid() {
+			t.Errorf("message %s has no trace context: headers %v", m.Key, m.Headers)
+		}
+		if string(m.Key) == "own" && sc.TraceID().String() != "0102030405060708090a0b0c0d0e0f10" {
+			t.Errorf("the message's own trace context was replaced: %s", sc.TraceID())
+		}
+		if string(m.Key) != "own" {
+			traces = append(traces, sc)
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("ReadAll = %d, %v; want 3 records", n, err)
+	}
+	if len(traces) == 2 && traces[0].TraceID() != traces[1].TraceID() {
+		t.Error("records of one batch should share a trace")
+	}
+}
+
+func TestEnsureTopicsCompactsAnExistingTopic(t *testing.T) {
+	addr := testutil.Kafka(t, 2)
+	ctx := testutil.Context(t, 30*time.Second)
+	if err := EnsureTopics(ctx, []string{addr}, TopicSpec{Name: "state"}); err != nil {
+		t.Fatal(err)
+	}
+	policy := func() string {
+		c := &kafkago.Client{Addr: kafkago.TCP(addr)}
+		resp, err := c.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
+			ResourceType: kafkago.ResourceTypeTopic, ResourceName: "state", ConfigNames: []string{"cleanup.policy"},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range resp.Resources {
+			for _, e := range r.ConfigEntries {
+				if e.ConfigName == "cleanup.policy" {
+					return e.ConfigValue
+				}
+			}
+		}
+		return ""
+	}
+	if got := policy(); got == "compact" {
+		t.Fatalf("a topic created without Compacted is already compact")
+	}
+	if err := EnsureTopics(ctx, []string{addr}, TopicSpec{Name: "state", Compacted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := policy(); got != "compact" {
+		t.Fatalf("cleanup.policy = %q after EnsureTopics with Compacted, want compact", got)
+	}
+}
+
+func TestReadAllReadsEveryPartition(t *testing.T) {
+	addr := testutil.Kafka(t, 3)
+	ctx := testutil.Context(t, 30*time.Second)
+	p, err := NewProducer(ProducerConfig{Brokers: []string{addr}, Topic: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	var msgs []Message
+	for i := range 50 {
+		k := fmt.Sprintf("k%d", i)
+		want[k] = true
+		msgs = append(msgs, Message{Key: []byte(k), Value: []byte("v")})
+	}
+	if err := p.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Close()
+	got := map[string]bool{}
+	if _, err := ReadAll(ctx, []string{addr}, "all", func(m Message) error { got[string(m.Key)] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d distinct keys, want %d", len(got), len(want))
 	}
 }

@@ -2,11 +2,14 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ProducerConfig configures a Producer.
@@ -54,11 +57,18 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}}, nil
 }
 
-// Write writes msgs and returns when Kafka acknowledged all of them. The
-// trace context of ctx is added to every message's headers.
+// Write writes msgs and returns when Kafka acknowledged all of them. Every
+// message carries W3C trace context: a message that has none of its own
+// gets ctx's, and when ctx carries no trace either, the batch starts a new
+// trace, so consumers can always correlate what they read.
 func (p *Producer) Write(ctx context.Context, msgs ...Message) error {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, newRootSpanContext())
+	}
 	for i := range msgs {
-		InjectTrace(ctx, &msgs[i])
+		if !hasHeader(msgs[i].Headers, traceparent) {
+			InjectTrace(ctx, &msgs[i])
+		}
 	}
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("write %d messages: %w", len(msgs), err)
@@ -71,3 +81,26 @@ func (p *Producer) Stats() kafkago.WriterStats { return p.w.Stats() }
 
 // Close flushes pending messages and closes connections.
 func (p *Producer) Close() error { return p.w.Close() }
+
+const traceparent = "traceparent"
+
+func hasHeader(hs []Header, key string) bool {
+	for _, h := range hs {
+		if h.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// newRootSpanContext starts a trace for records produced outside any traced
+// call. It is not sampled: it exists so that the records of one batch, and
+// what consumers do with them, share a trace id.
+func newRootSpanContext() trace.SpanContext {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	binary.LittleEndian.PutUint64(tid[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(tid[8:], rand.Uint64())
+	binary.LittleEndian.PutUint64(sid[:], rand.Uint64()|1)
+	return trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+}

@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
-
 	"github.com/tributary-ml/tributary/libs/kafka"
 )
 
@@ -55,56 +53,27 @@ func (s *Store) Load(ctx context.Context, slot string) (Record, bool, error) {
 	if len(s.Brokers) == 0 {
 		return Record{}, false, errors.New("state: no brokers")
 	}
-	conn, err := kafkago.DialLeader(ctx, "tcp", s.Brokers[0], s.Topic, 0)
-	if err != nil {
-		return Record{}, false, fmt.Errorf("state: dial %s: %w", s.Topic, err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	} else {
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	}
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return Record{}, false, fmt.Errorf("state: offsets of %s: %w", s.Topic, err)
-	}
 	var (
 		found bool
 		rec   Record
 	)
-	for off := first; off < last; {
-		if _, err := conn.Seek(off, kafkago.SeekAbsolute); err != nil {
-			return Record{}, false, fmt.Errorf("state: seek %s to %d: %w", s.Topic, off, err)
+	_, err := kafka.ReadAll(ctx, s.Brokers, s.Topic, func(m kafka.Message) error {
+		if string(m.Key) != slot {
+			return nil
 		}
-		batch := conn.ReadBatch(1, 10<<20)
-		progressed := false
-		for {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			progressed = true
-			off = m.Offset + 1
-			if string(m.Key) != slot {
-				continue
-			}
-			if m.Value == nil {
-				found = false
-				continue
-			}
-			var r Record
-			if err := json.Unmarshal(m.Value, &r); err != nil {
-				return Record{}, false, fmt.Errorf("state: record at %s offset %d: %w", s.Topic, m.Offset, err)
-			}
-			rec, found = r, true
+		if m.Value == nil {
+			found = false
+			return nil
 		}
-		if err := batch.Close(); err != nil && !progressed {
-			return Record{}, false, fmt.Errorf("state: read %s at %d: %w", s.Topic, off, err)
+		var r Record
+		if err := json.Unmarshal(m.Value, &r); err != nil {
+			return fmt.Errorf("state: record at %s offset %d: %w", s.Topic, m.Offset, err)
 		}
-		if !progressed {
-			break
-		}
+		rec, found = r, true
+		return nil
+	})
+	if err != nil {
+		return Record{}, false, fmt.Errorf("state: %w", err)
 	}
 	return rec, found, nil
 }
