@@ -1,7 +1,8 @@
 // Package telemetry sets up OpenTelemetry for a service: metrics exported in
 // Prometheus text format on the admin port (one registry per service, so
-// services sharing a process in `tributary dev` keep their metrics apart) and
-// traces sent over OTLP when an endpoint is configured.
+// services sharing a process in `tributary dev` keep their metrics apart),
+// and, when an OTLP endpoint is configured, traces and metrics sent over
+// OTLP/gRPC too.
 package telemetry
 
 import (
@@ -9,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -22,7 +25,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Telemetry holds one service's meter and tracer.
@@ -45,24 +47,34 @@ func New(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) 
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName("tributary-" + service))
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
-	t := &Telemetry{
+	mopts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithResource(res)}
+	// Without an OTLP endpoint spans are not sampled: they still get trace
+	// ids, which travel in gRPC metadata and Kafka headers and are logged
+	// with predictions, but nothing is recorded or exported.
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample()))}
+	if otlpEndpoint != "" {
+		mexp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpoint(otlpEndpoint), otlpmetricgrpc.WithInsecure())
+		if err != nil {
+			return nil, fmt.Errorf("otlp metric exporter for %s: %w", otlpEndpoint, err)
+		}
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(15*time.Second))))
+		texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(otlpEndpoint), otlptracegrpc.WithInsecure())
+		if err != nil {
+			return nil, fmt.Errorf("otlp trace exporter for %s: %w", otlpEndpoint, err)
+		}
+		topts = []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(texp),
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))}
+	}
+	mp := sdkmetric.NewMeterProvider(mopts...)
+	tp := sdktrace.NewTracerProvider(topts...)
+	return &Telemetry{
 		Meter:      mp.Meter("tributary/" + service),
+		Tracer:     tp.Tracer("tributary/" + service),
 		Propagator: propagation.TraceContext{},
 		registry:   reg,
 		mp:         mp,
-	}
-	if otlpEndpoint == "" {
-		t.Tracer = noop.NewTracerProvider().Tracer("tributary/" + service)
-		return t, nil
-	}
-	texp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(otlpEndpoint), otlptracegrpc.WithInsecure())
-	if err != nil {
-		return nil, fmt.Errorf("otlp trace exporter for %s: %w", otlpEndpoint, err)
-	}
-	t.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(texp), sdktrace.WithResource(res))
-	t.Tracer = t.tp.Tracer("tributary/" + service)
-	return t, nil
+		tp:         tp,
+	}, nil
 }
 
 // Handler serves the service's metrics in Prometheus text format.
@@ -76,10 +88,8 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	if err := t.mp.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("meter provider: %w", err))
 	}
-	if t.tp != nil {
-		if err := t.tp.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("tracer provider: %w", err))
-		}
+	if err := t.tp.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("tracer provider: %w", err))
 	}
 	return errors.Join(errs...)
 }
