@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
+	"github.com/tributary-ml/tributary/libs/pgdev"
 )
 
 // PostgresEnv names the DSN of the PostgreSQL server tests use.
@@ -82,4 +84,22 @@ func Context(t testing.TB, timeout time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// ThrowawayPostgres starts a private PostgreSQL cluster for the test, with
+// extra server settings (for example "wal_level=replica"), and returns its
+// DSN; the cluster is removed when the test ends. Without PostgreSQL
+// binaries the test is skipped, except under CI, where it fails.
+func ThrowawayPostgres(t testing.TB, settings ...string) string {
+	t.Helper()
+	c, err := pgdev.Start(context.Background(), nil, settings...)
+	if err != nil {
+		msg := fmt.Sprintf("throw-away PostgreSQL: %v", err)
+		if errors.Is(err, pgdev.ErrNoPostgres) && os.Getenv("CI") == "" {
+			t.Skip(msg)
+		}
+		t.Fatal(msg)
+	}
+	t.Cleanup(c.Stop)
+	return c.DSN
 }

@@ -22,7 +22,7 @@ import (
 func TestHeartbeatAdvancesIdleSlot(t *testing.T) {
 	// No checkpoint or autovacuum during the test: with heartbeats off, this
 	// cluster's WAL position stood still for the whole 20 s wait.
-	dsn := throwawayPostgres(t, "wal_level=logical", "checkpoint_timeout=1h", "autovacuum=off")
+	dsn := testutil.ThrowawayPostgres(t, "wal_level=logical", "checkpoint_timeout=1h", "autovacuum=off")
 	ctx := testutil.Context(t, time.Minute)
 	db, err := pgx.Connect(ctx, dsn)
 	if err != nil {

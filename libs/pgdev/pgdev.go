@@ -1,5 +1,7 @@
-// Package pgdev runs a throw-away PostgreSQL cluster for `tributary dev`:
-// its own temporary directory and port, wal_level=logical, removed on Stop.
+// Package pgdev runs a throw-away PostgreSQL cluster for `tributary dev`
+// and tests: its own temporary directory and port, wal_level=logical,
+// removed on Stop. The server dies with the process that started it, and a
+// start sweeps directories left behind by processes that were killed.
 package pgdev
 
 import (
@@ -14,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,14 +64,20 @@ func verOf(binDir string) int {
 	return v
 }
 
-// Start initialises and starts a cluster on a free port. PostgreSQL refuses to
-// run as root, so as root the cluster runs as the "postgres" system user.
-func Start(ctx context.Context, log *slog.Logger) (*Cluster, error) {
+// Start initialises and starts a cluster on a free port. settings are extra
+// server settings ("wal_level=replica") applied after the defaults.
+// PostgreSQL refuses to run as root, so as root the cluster runs as the
+// "postgres" system user.
+func Start(ctx context.Context, log *slog.Logger, settings ...string) (*Cluster, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	bin, err := FindBinDir()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tributary-pg-")
+	sweep(log)
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -90,10 +99,16 @@ func Start(ctx context.Context, log *slog.Logger) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	c.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port), "-k", dir,
+	args := []string{"-D", data, "-p", strconv.Itoa(port), "-k", dir,
 		"-c", "listen_addresses=127.0.0.1", "-c", "wal_level=logical", "-c", "max_replication_slots=10",
-		"-c", "max_wal_senders=10", "-c", "fsync=off", "-c", "synchronous_commit=off")
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+		"-c", "max_wal_senders=10", "-c", "fsync=off", "-c", "synchronous_commit=off"}
+	for _, s := range settings {
+		args = append(args, "-c", s)
+	}
+	c.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
+	// Its own process group keeps a terminal's Ctrl-C from reaching it before
+	// we stop it; Pdeathsig takes it down if we die without stopping it.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -176,6 +191,29 @@ func credential(dir string) (*syscall.Credential, error) {
 		return nil, err
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+const dirPrefix = "tributary-pg-"
+
+// sweep removes the directories of clusters whose server is gone (their
+// starter was killed before it could clean up).
+func sweep(log *slog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid"))
+		if err == nil {
+			if pid, err := strconv.Atoi(strings.SplitN(string(pidFile), "\n", 2)[0]); err == nil && syscall.Kill(pid, 0) == nil {
+				continue // still running
+			}
+		}
+		info, err := os.Stat(d)
+		if err != nil || time.Since(info.ModTime()) < time.Minute {
+			continue // being set up right now
+		}
+		if err := os.RemoveAll(d); err == nil {
+			log.Info("removed a stale throw-away postgres directory", "dir", d)
+		}
+	}
 }
 
 func freePort() (int, error) {
