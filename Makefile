@@ -64,9 +64,10 @@ proto-check: proto ## fail when the committed generated code is stale
 	@test -z "$$(git status --porcelain -- proto/gen/go)" || { echo "proto/gen/go has untracked generated files: run 'make proto' and commit"; exit 1; }
 
 .PHONY: lint
-lint: tools ## gofmt, go vet on every module, buf lint
+lint: tools ## gofmt, go vet on every module, each module builds alone, buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
+	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off go build ./...) || { echo "$$m does not build alone (GOWORK=off)"; exit 1; }; done
 	cd proto && buf lint
 
 .PHONY: tidy

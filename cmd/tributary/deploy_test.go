@@ -41,30 +41,30 @@ type composeService struct {
 
 // tributaryServices maps compose service names to the flags their code
 // registers and their default ports.
-func tributaryServices() map[string]struct {
+type serviceEntry struct {
 	flags     *flag.FlagSet
 	admin     string
 	grpc      string
 	grpcFlags bool
-} {
-	type entry = struct {
-		flags     *flag.FlagSet
-		admin     string
-		grpc      string
-		grpcFlags bool
-	}
-	out := map[string]entry{}
-	add := func(name string, register func(*flag.FlagSet), admin, grpc string) {
+	// validate validates the configuration the flags were parsed into.
+	validate func() error
+}
+
+func tributaryServices() map[string]serviceEntry {
+	out := map[string]serviceEntry{}
+	// validate closures read the variables the flags write (a method value
+	// would copy the configuration before parsing).
+	add := func(name string, register func(*flag.FlagSet), validate func() error, admin, grpc string) {
 		fs := flag.NewFlagSet(name, flag.ContinueOnError)
 		register(fs)
-		out[name] = entry{flags: fs, admin: port(admin), grpc: port(grpc), grpcFlags: grpc != ""}
+		out[name] = serviceEntry{flags: fs, admin: port(admin), grpc: port(grpc), grpcFlags: grpc != "", validate: validate}
 	}
 	in, fz, fs, ms, mt := ingest.DefaultConfig(), featurizer.DefaultConfig(), featureserver.DefaultConfig(), modelserver.DefaultConfig(), metrics.DefaultConfig()
-	add("ingest", in.RegisterFlags, in.Common.AdminAddr, "")
-	add("featurizer", fz.RegisterFlags, fz.Common.AdminAddr, "")
-	add("featureserver", fs.RegisterFlags, fs.Common.AdminAddr, fs.Common.GRPCAddr)
-	add("modelserver", ms.RegisterFlags, ms.Common.AdminAddr, ms.Common.GRPCAddr)
-	add("metrics", mt.RegisterFlags, mt.Common.AdminAddr, mt.Common.GRPCAddr)
+	add("ingest", in.RegisterFlags, func() error { return in.Validate() }, in.Common.AdminAddr, "")
+	add("featurizer", fz.RegisterFlags, func() error { return fz.Validate() }, fz.Common.AdminAddr, "")
+	add("featureserver", fs.RegisterFlags, func() error { return fs.Validate() }, fs.Common.AdminAddr, fs.Common.GRPCAddr)
+	add("modelserver", ms.RegisterFlags, func() error { return ms.Validate() }, ms.Common.AdminAddr, ms.Common.GRPCAddr)
+	add("metrics", mt.RegisterFlags, func() error { return mt.Validate() }, mt.Common.AdminAddr, mt.Common.GRPCAddr)
 	return out
 }
 
@@ -123,6 +123,12 @@ func TestComposeMatchesCode(t *testing.T) {
 				if !envs[k] {
 					t.Errorf("%s: environment %s matches no flag of the service", name, k)
 				}
+			}
+			// The service accepts its compose configuration.
+			if err := config.Parse(svc.flags, nil, func(k string) (string, bool) { v, ok := cs.Environment[k]; return v, ok }); err != nil {
+				t.Errorf("%s: compose environment does not parse: %v", name, err)
+			} else if err := svc.validate(); err != nil {
+				t.Errorf("%s: compose configuration is invalid: %v", name, err)
 			}
 			for _, must := range []string{"kafka-brokers", "admin-addr", "otlp-endpoint"} {
 				if _, ok := cs.Environment[config.EnvName(must)]; !ok {

@@ -28,7 +28,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "keep Kafka's log and the embedded stores here across runs (default: a temporary directory removed on exit)")
 	noDemo := fs.Bool("no-demo", false, "do not run the demo workload")
 	example := fs.String("example", "examples/fraud", "example directory (features/, models/, schema.sql)")
-	postgres := fs.String("postgres-dsn", "", "capture this PostgreSQL instead of starting a throw-away cluster")
+	postgres := fs.String("postgres-dsn", "", "capture this PostgreSQL instead of starting a throw-away cluster (the demo applies examples/fraud/schema.sql to it and writes users, transactions and labels)")
 	rate := fs.Float64("sessions-per-second", demo.DefaultSessionsPerSecond, "demo workload: user sessions started per second (the example model was trained at the default)")
 	logLevel := fs.String("log-level", "warn", "log level of the services: debug, info, warn or error")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")

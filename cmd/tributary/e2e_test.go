@@ -271,9 +271,17 @@ func dropSlot(t *testing.T, dsn, slot string) {
 		return
 	}
 	defer c.Close(context.Background())
-	if _, err := c.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", slot); err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-	}
+	// The stopped ingest's walsender may still hold the slot for a moment:
+	// end it, then drop the slot.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	testutil.Eventually(t, 20*time.Second, "replication slot "+slot+" dropped", func() error {
+		if _, err := c.Exec(ctx, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active", slot); err != nil {
+			return err
+		}
+		_, err := c.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot)
+		return err
+	})
 }
 
 // testWriter sends service logs to the test log.

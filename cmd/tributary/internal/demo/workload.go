@@ -83,6 +83,7 @@ type Workload struct {
 	Stats    Stats
 	gen      *Gen
 	probing  atomic.Bool
+	probes   sync.WaitGroup
 	features featuresv1.FeatureServiceClient
 }
 
@@ -158,6 +159,7 @@ func (w *Workload) Run(ctx context.Context) error {
 	defer fconn.Close()
 	w.features = featuresv1.NewFeatureServiceClient(fconn)
 	predict := servingv1.NewPredictionServiceClient(conn)
+	defer w.probes.Wait() // before the connections close
 
 	var q queue
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -261,7 +263,11 @@ func (w *Workload) transaction(ctx context.Context, predict servingv1.Prediction
 		}
 		w.Stats.Events.Add(1)
 		if w.probing.CompareAndSwap(false, true) {
-			go w.probeFreshness(ctx, t.UserID, t.Amount, time.Now())
+			w.probes.Add(1)
+			go func() {
+				defer w.probes.Done()
+				w.probeFreshness(ctx, t.UserID, t.Amount, time.Now())
+			}()
 		}
 	}
 	return resp.GetPredictionId(), txnID, nil
