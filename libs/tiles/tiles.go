@@ -25,6 +25,11 @@ import (
 // Topic is the compacted topic tiles travel on.
 const Topic = "features.tiles"
 
+// TopicPartitions is the partition count of Topic when a service creates it;
+// the featurizer and the featureserver create it with the same count,
+// whichever starts first.
+const TopicPartitions = 4
+
 // Resolution for windows: 5m tiles under 12h, 1h tiles under 12d, 1d above.
 // Latest values live in one tile of resolution 0.
 func ResolutionFor(window time.Duration) time.Duration {

@@ -174,7 +174,7 @@ func (s *Service) stream(ctx context.Context) error {
 	brokers := s.cfg.Common.Brokers()
 	topics := s.eng.Topics()
 	specs := []kafka.TopicSpec{
-		{Name: tiles.Topic, Compacted: true},
+		{Name: tiles.Topic, Partitions: tiles.TopicPartitions, Compacted: true},
 		{Name: core.RepartitionTopic, Partitions: s.cfg.RepartitionPartitions},
 	}
 	for _, t := range topics {
