@@ -18,7 +18,6 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featurizer"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/kafkaio"
 )
 
 const clicksView = `
@@ -148,7 +147,7 @@ func produce(t *testing.T, broker, topic string, recs ...map[string]any) {
 func readTiles(t *testing.T, broker string) map[string]*tiles.Tile {
 	t.Helper()
 	out := map[string]*tiles.Tile{}
-	_, err := kafkaio.ReadAll(testutil.Context(t, 30*time.Second), []string{broker}, tiles.Topic, func(m kafka.Message) error {
+	_, err := kafka.ReadAll(testutil.Context(t, 30*time.Second), []string{broker}, tiles.Topic, func(m kafka.Message) error {
 		k, v := m.Key, m.Value
 		if v == nil {
 			delete(out, string(k))

@@ -15,7 +15,6 @@ import (
 	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featurizer"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/kafkaio"
 )
 
 // scaleView reads CDC transactions, keyed by txn_id, per user: a source
@@ -119,7 +118,7 @@ func TestTwoInstancesRebalanceToTheTilesOfOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	var recs []core.Record
-	if _, err := kafkaio.ReadAll(ctx, []string{broker}, "cdc.public.transactions", func(m kafka.Message) error {
+	if _, err := kafka.ReadAll(ctx, []string{broker}, "cdc.public.transactions", func(m kafka.Message) error {
 		recs = append(recs, core.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
 		return nil
 	}); err != nil {

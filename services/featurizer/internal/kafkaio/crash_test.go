@@ -204,7 +204,7 @@ func endOffsets(ctx context.Context, brokers []string, topic string) (map[int]in
 func liveTiles(t testing.TB, ctx context.Context, brokers []string) map[string]*tiles.Tile {
 	t.Helper()
 	got := map[string]*tiles.Tile{}
-	if _, err := ReadAll(ctx, brokers, tiles.Topic, func(m kafkago.Message) error {
+	if _, err := kafka.ReadAll(ctx, brokers, tiles.Topic, func(m kafkago.Message) error {
 		if m.Value == nil {
 			delete(got, string(m.Key))
 			return nil
@@ -310,7 +310,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadAll(ctx, brokers, "events.clicks", func(m kafkago.Message) error {
+	if _, err := kafka.ReadAll(ctx, brokers, "events.clicks", func(m kafkago.Message) error {
 		_ = ref.Apply(core.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
 		return nil
 	}); err != nil {

@@ -75,7 +75,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	var source []kafkago.Message
-	if _, err := ReadAll(ctx, brokers, "events.clicks", func(m kafkago.Message) error {
+	if _, err := kafka.ReadAll(ctx, brokers, "events.clicks", func(m kafkago.Message) error {
 		source = append(source, m)
 		return nil
 	}); err != nil {
@@ -163,7 +163,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadAll(ctx, brokers, core.RepartitionTopic, func(m kafkago.Message) error {
+	if _, err := kafka.ReadAll(ctx, brokers, core.RepartitionTopic, func(m kafkago.Message) error {
 		return eng.ApplyRouted(int32(m.Partition), m.Value)
 	}); err != nil {
 		t.Fatal(err)
