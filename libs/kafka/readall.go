@@ -16,19 +16,28 @@ import (
 // partition order (a nil value is a tombstone). Each partition is read from
 // its leader, so it works on clusters of any size. It is how services
 // restore state they keep in compacted topics. It returns the number of
-// records read.
+// records read; a topic that does not exist has none.
 func ReadAll(ctx context.Context, brokers []string, topic string, fn func(m Message) error) (int, error) {
+	return ReadSince(ctx, brokers, topic, time.Time{}, fn)
+}
+
+// ReadSince is ReadAll starting, in each partition, at the first record
+// written at or after since (the first record when since is zero).
+func ReadSince(ctx context.Context, brokers []string, topic string, since time.Time, fn func(m Message) error) (int, error) {
 	if len(brokers) == 0 {
 		return 0, errors.New("read " + topic + ": no brokers")
 	}
 	var d kafkago.Dialer
 	parts, err := d.LookupPartitions(ctx, "tcp", brokers[0], topic)
+	if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read %s: list partitions: %w", topic, err)
 	}
 	total := 0
 	for _, p := range parts {
-		n, err := readPartition(ctx, &d, brokers, p, fn)
+		n, err := readPartition(ctx, &d, brokers, p, since, fn)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("read %s/%d: %w", topic, p.ID, err)
@@ -37,18 +46,21 @@ func ReadAll(ctx context.Context, brokers []string, topic string, fn func(m Mess
 	return total, nil
 }
 
-func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, fn func(m Message) error) (int, error) {
+func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, since time.Time, fn func(m Message) error) (int, error) {
 	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
 	lc, err := d.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
 	if err != nil {
 		return 0, fmt.Errorf("dial leader %s: %w", leader, err)
 	}
 	first, last, err := lc.ReadOffsets()
+	if err == nil && !since.IsZero() {
+		first, err = lc.ReadOffset(since)
+	}
 	_ = lc.Close()
 	if err != nil {
 		return 0, fmt.Errorf("read offsets: %w", err)
 	}
-	if last <= first {
+	if first < 0 || last <= first {
 		return 0, nil
 	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{

@@ -286,54 +286,9 @@ func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time
 // when since is zero) up to the end each partition has when scan starts.
 // A topic that does not exist has nothing to scan.
 func scan(ctx context.Context, brokers []string, topic string, since time.Time, fn func(kafkago.Message)) error {
-	var d kafkago.Dialer
-	parts, err := d.LookupPartitions(ctx, "tcp", brokers[0], topic)
-	if err != nil {
-		if errors.Is(err, kafkago.UnknownTopicOrPartition) {
-			return nil
-		}
-		return fmt.Errorf("look up partitions of %s: %w", topic, err)
-	}
-	for _, p := range parts {
-		if err := scanPartition(ctx, &d, brokers, topic, p.ID, since, fn); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func scanPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, topic string, partition int, since time.Time, fn func(kafkago.Message)) error {
-	conn, err := d.DialLeader(ctx, "tcp", brokers[0], topic, partition)
-	if err != nil {
-		return fmt.Errorf("dial leader of %s/%d: %w", topic, partition, err)
-	}
-	first, last, err := conn.ReadOffsets()
-	if err == nil && !since.IsZero() {
-		first, err = conn.ReadOffset(since)
-	}
-	_ = conn.Close()
-	if err != nil {
-		return fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
-	}
-	if first < 0 || last <= first {
-		return nil
-	}
-	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers: brokers, Topic: topic, Partition: partition, MinBytes: 1, MaxBytes: 16 << 20,
-		MaxWait: 100 * time.Millisecond,
-	})
-	defer func() { _ = r.Close() }()
-	if err := r.SetOffset(first); err != nil {
-		return fmt.Errorf("seek %s/%d: %w", topic, partition, err)
-	}
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			return fmt.Errorf("read %s/%d: %w", topic, partition, err)
-		}
+	_, err := kafka.ReadSince(ctx, brokers, topic, since, func(m kafka.Message) error {
 		fn(m)
-		if m.Offset >= last-1 {
-			return nil
-		}
-	}
+		return nil
+	})
+	return err
 }
