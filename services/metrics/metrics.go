@@ -203,6 +203,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("pinot-broker: %w", err)
 		}
 		s.reader = ps
+		check := pinotstore.TableCheck{Controller: cfg.PinotController, Table: pinotstore.Table}
+		base.Admin.AddCheck("pinot", func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return check.Check(ctx)
+		})
 	default:
 		s.reader = s.store
 	}
