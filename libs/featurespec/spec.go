@@ -64,8 +64,10 @@ const (
 )
 
 // Aggregations lists every aggregation this version understands.
-var Aggregations = []string{AggLatest, AggCount, AggSum, AggAvg, AggMin, AggMax, AggStddev, AggFirst, AggLast,
-	AggApproxDistinct, AggP50, AggP90, AggP95, AggP99}
+func Aggregations() []string {
+	return []string{AggLatest, AggCount, AggSum, AggAvg, AggMin, AggMax, AggStddev, AggFirst, AggLast,
+		AggApproxDistinct, AggP50, AggP90, AggP95, AggP99}
+}
 
 // QuantileOf returns the rank (0..1) of a quantile aggregation.
 func QuantileOf(agg string) (float64, bool) {
@@ -330,8 +332,8 @@ func (v *View) validate(doc *yaml.Node) error {
 			return fail(p+".name", fmt.Sprintf("feature %q is declared twice", f.Name))
 		}
 		names[f.Name] = true
-		if !slices.Contains(Aggregations, f.Aggregation) {
-			return fail(p+".aggregation", fmt.Sprintf("%q is not one of %s", f.Aggregation, strings.Join(Aggregations, ", ")))
+		if !slices.Contains(Aggregations(), f.Aggregation) {
+			return fail(p+".aggregation", fmt.Sprintf("%q is not one of %s", f.Aggregation, strings.Join(Aggregations(), ", ")))
 		}
 		if f.Column == "" && f.Aggregation != AggCount {
 			return fail(p+".column", "required for "+f.Aggregation)

@@ -234,7 +234,7 @@ func FuzzDecode(f *testing.F) {
 		// Whatever decodes must be usable by readers without panicking and
 		// survive a round trip.
 		for name, ir := range tl.Features {
-			for _, agg := range featurespec.Aggregations {
+			for _, agg := range featurespec.Aggregations() {
 				ir.Value(agg)
 			}
 			var m IR

@@ -110,7 +110,7 @@ const RoutedBatchSize = 10000
 // does not wait to fill.
 func RoutedProducerConfig(brokers []string) kafka.ProducerConfig {
 	return kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: RoutedBatchSize,
-		BatchTimeout: 100 * time.Microsecond, Balancer: Balancer}
+		BatchTimeout: 100 * time.Microsecond, Balancer: Balancer()}
 }
 
 // maxWriteBytes bounds the estimated size of one write: below kafka-go's
@@ -133,9 +133,11 @@ func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, cfg RouteConf
 
 // Balancer places routed records on the repartition partition of their
 // key (core.PartitionOfKey), the placement a starting aggregator restores by.
-var Balancer = kafkago.BalancerFunc(func(m kafkago.Message, partitions ...int) int {
+func Balancer() kafkago.Balancer { return kafkago.BalancerFunc(balance) }
+
+func balance(m kafkago.Message, partitions ...int) int {
 	return partitions[core.PartitionOfKey(m.Key, len(partitions))]
-})
+}
 
 // Handle routes one record. Undecodable records are counted and skipped
 // (logged for the first few and then rarely), never retried: a poison

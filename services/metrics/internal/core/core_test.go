@@ -515,10 +515,10 @@ func TestRowWireRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(b, &cols); err != nil {
 			t.Fatal(err)
 		}
-		if len(cols) != len(Columns) {
-			t.Errorf("row has %d columns, Columns lists %d", len(cols), len(Columns))
+		if len(cols) != len(Columns()) {
+			t.Errorf("row has %d columns, Columns lists %d", len(cols), len(Columns()))
 		}
-		for _, c := range Columns {
+		for _, c := range Columns() {
 			if _, ok := cols[c]; !ok {
 				t.Errorf("row lacks column %s", c)
 			}

@@ -57,13 +57,15 @@ func NewRow(k Key, s *State, info ModelInfo) Row {
 
 // Columns are the row's columns on the topic and in Pinot. The first
 // seventeen are the contract of DESIGN.md; the rest are additions.
-var Columns = []string{
-	"model", "version", "variant", "pk", "minute",
-	"requests", "errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-	"score_mean", "score_psi", "accuracy", "labeled",
-	"score_histogram", "feature_psi", "feature_default_rate",
-	"score_js", "feature_js", "precision", "recall", "log_loss", "auc", "calibration_error", "state",
-	"revision",
+func Columns() []string {
+	return []string{
+		"model", "version", "variant", "pk", "minute",
+		"requests", "errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+		"score_mean", "score_psi", "accuracy", "labeled",
+		"score_histogram", "feature_psi", "feature_default_rate",
+		"score_js", "feature_js", "precision", "recall", "log_loss", "auc", "calibration_error", "state",
+		"revision",
+	}
 }
 
 // wire is a row as JSON on metrics.model_minute: map- and list-valued

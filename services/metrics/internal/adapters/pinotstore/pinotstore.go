@@ -23,10 +23,12 @@ const Table = "model_minute"
 // AddedColumns are the row's columns beyond DESIGN's row contract with
 // their Pinot data types; deploy/pinot's schema needs them for the adapter's
 // queries (state is the mergeable aggregate totals and restores use).
-var AddedColumns = map[string]string{
-	"score_js": "DOUBLE", "feature_js": "STRING", "precision": "DOUBLE", "recall": "DOUBLE",
-	"log_loss": "DOUBLE", "auc": "DOUBLE", "calibration_error": "DOUBLE", "state": "STRING",
-	"revision": "LONG",
+func AddedColumns() map[string]string {
+	return map[string]string{
+		"score_js": "DOUBLE", "feature_js": "STRING", "precision": "DOUBLE", "recall": "DOUBLE",
+		"log_loss": "DOUBLE", "auc": "DOUBLE", "calibration_error": "DOUBLE", "state": "STRING",
+		"revision": "LONG",
+	}
 }
 
 // MaxModels bounds ListModels.
@@ -124,7 +126,7 @@ func (s *Store) Minutes(ctx context.Context, q core.Query) ([]core.Row, error) {
 		limit = 100_000
 	}
 	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT %d",
-		quoteAll(core.Columns), Table, where.String(), quoteAll([]string{"minute", "version", "variant"}), limit+1)
+		quoteAll(core.Columns()), Table, where.String(), quoteAll([]string{"minute", "version", "variant"}), limit+1)
 	rt, err := s.query(ctx, sql, params...)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ func schema(t *testing.T) pinottest.Schema {
 	return s
 }
 
-var added = pinotstore.AddedColumns
+var added = pinotstore.AddedColumns()
 
 func seed(t *testing.T, rows []core.Row) (*pinottest.Broker, *pinotstore.Store) {
 	t.Helper()
@@ -116,7 +116,7 @@ func TestDeploySchemaHasRowColumns(t *testing.T) {
 	if s.Name != pinotstore.Table || s.PK != "pk" {
 		t.Errorf("schema %q with primary key %q, want %s keyed on pk", s.Name, s.PK, pinotstore.Table)
 	}
-	for _, c := range core.Columns {
+	for _, c := range core.Columns() {
 		typ, ok := s.Columns[c]
 		switch {
 		case !ok:
@@ -145,8 +145,8 @@ func TestDeploySchemaHasRowColumns(t *testing.T) {
 			t.Errorf("row field %s is %T, schema type %s", field, v, typ)
 		}
 	}
-	if len(obj) != len(core.Columns) {
-		t.Errorf("a row has %d fields, core.Columns lists %d", len(obj), len(core.Columns))
+	if len(obj) != len(core.Columns()) {
+		t.Errorf("a row has %d fields, core.Columns() lists %d", len(obj), len(core.Columns()))
 	}
 }
 
