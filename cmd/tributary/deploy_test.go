@@ -27,6 +27,9 @@ const repoRoot = "../.."
 
 type composeFile struct {
 	Services map[string]composeService `yaml:"services"`
+	Secrets  map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
 }
 
 type composeService struct {
@@ -37,6 +40,7 @@ type composeService struct {
 	Ports       []string                              `yaml:"ports"`
 	Volumes     []string                              `yaml:"volumes"`
 	DependsOn   map[string]any                        `yaml:"depends_on"`
+	Secrets     []string                              `yaml:"secrets"`
 }
 
 // tributaryServices maps compose service names to the flags their code
@@ -176,6 +180,16 @@ func TestComposeMatchesCode(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
 					t.Errorf("%s: mounted %s: %v", name, src, err)
 				}
+			}
+		}
+		for _, sec := range cs.Secrets {
+			def, ok := c.Secrets[sec]
+			if !ok {
+				t.Errorf("%s uses secret %s, which is not declared", name, sec)
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(repoRoot, def.File)); err != nil {
+				t.Errorf("secret %s: %v", sec, err)
 			}
 		}
 		for dep := range cs.DependsOn {
