@@ -43,8 +43,7 @@ type composeService struct {
 	Secrets     []string                              `yaml:"secrets"`
 }
 
-// tributaryServices maps compose service names to the flags their code
-// registers and their default ports.
+// serviceEntry is what the code says about one service.
 type serviceEntry struct {
 	flags     *flag.FlagSet
 	admin     string
@@ -54,6 +53,8 @@ type serviceEntry struct {
 	validate func() error
 }
 
+// tributaryServices maps compose service names to the flags their code
+// registers and their default ports.
 func tributaryServices() map[string]serviceEntry {
 	out := map[string]serviceEntry{}
 	// validate closures read the variables the flags write (a method value
