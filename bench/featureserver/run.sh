@@ -213,12 +213,13 @@ echo "        it includes the server's background work (${idle_ms_per_s} ms of C
 echo "        call also pays its own wake-ups and system calls, which calls share at high rates"
 echo "load average (1, 5, 15 min; $(nproc) cores): $load_before before the benchmark, $(cut -d' ' -f1-3 /proc/loadavg) after it"
 if ((gc_from > 0)) || grep -q '^gc ' "$tmp/featureserver.log"; then
-	# gctrace lines: "gc N @Ts P%: a+b+c ms clock, ... H0->H1->H2 MB, G MB goal, ...".
+	# gctrace lines: "gc N @Ts P%: a+b+c ms clock, a+ast/bg/idle+c ms cpu, H0->H1->H2 MB, G MB goal, ...".
 	grep '^gc ' "$tmp/featureserver.log" | tail -n +"$((gc_from + 1))" | awk -v secs="$runs_secs" '
 		{ split($5, clk, "+"); mark += clk[2]; if (clk[2] > maxmark) maxmark = clk[2]
+		  split($8, c, "[+/]"); cpu += c[1] + c[2] + c[3] + c[5]
 		  split($11, h, "->"); heap += h[3]; n++ }
 		END { if (n == 0) { print "gc (gctrace): no GC during the runs"; exit }
-		      printf "gc (gctrace) during the runs (%ds): %d GCs (one per %.1fs), concurrent mark %.1f ms mean, %.1f ms max (wall), live heap %.0f MB mean\n",
-		             secs, n, secs / n, mark / n, maxmark, heap / n }'
+		      printf "gc (gctrace) during the runs (%ds): %d GCs (one per %.1fs), %.0f ms GC CPU per GC (%.1f%% of the runs), mark %.0f ms mean, %.0f ms max (wall), live heap %.0f MB mean\n",
+		             secs, n, secs / n, cpu / n, cpu / 10 / secs, mark / n, maxmark, heap / n }'
 fi
 echo "targets (DESIGN.md §6): 1×50 p99 ≤ 1 ms at 1k/s, ≤ 1.5 ms at 5k/s, ≤ 2× the no-op p99, ≥ 10k/s; 100×50 p99 ≤ 5 ms at 100/s"

@@ -3,6 +3,9 @@ package embedded_test
 import (
 	"context"
 	"reflect"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
 	"testing"
 
 	"github.com/tributary-ml/tributary/libs/tiles"
@@ -77,4 +80,98 @@ func cloneTile(t *testing.T, in *tiles.Tile) *tiles.Tile {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkIndexHeap reports what the garbage collector has to mark for
+// the tiles of one entity of the load benchmark's shape (24 features in
+// 5-minute tiles, 16 in hourly ones, 8 in daily ones, the features of the
+// amount column sharing a state as the featurizer keeps them) when they
+// are held as decoded from the topic ("decoded") and as the store's index
+// keeps them ("stored"): heap objects and scannable heap bytes per tile.
+func BenchmarkIndexHeap(b *testing.B) {
+	const entities = 20
+	var encoded [][]byte
+	for e := range entities {
+		for _, res := range []struct {
+			ms    int64
+			n     int
+			feats int
+		}{{300_000, 73, 24}, {3_600_000, 169, 16}, {86_400_000, 31, 8}} {
+			for i := range res.n {
+				start := 1_700_006_400_000 - int64(i)*res.ms
+				count := &tiles.IR{Count: 3, FirstMs: start + 1, LastMs: start + 9}
+				amount := &tiles.IR{Count: 3, NumCount: 3, Sum: 31.5 + float64(i), SumSq: 400.25, Min: 2.5, Max: 20 + float64(e),
+					First: 2.5, FirstMs: start + 1, Last: 9.0 + float64(i), LastMs: start + 9}
+				t := &tiles.Tile{View: "wide", Entity: "user-" + strconv.Itoa(e), ResolutionMs: res.ms, StartMs: start, MaxEventMs: start + 9,
+					Features: map[string]*tiles.IR{}, Offsets: map[string]int64{"events.wide/0": int64(i)}}
+				for f := range res.feats {
+					ir := amount
+					if f%8 == 0 {
+						ir = count
+					}
+					t.Features["f"+strconv.Itoa(f)+"_"+strconv.FormatInt(res.ms, 10)] = ir
+				}
+				raw, err := t.Encode()
+				if err != nil {
+					b.Fatal(err)
+				}
+				encoded = append(encoded, raw)
+			}
+		}
+	}
+	n := float64(len(encoded))
+	type heap struct{ objects, scan float64 }
+	measure := func() heap {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/gc/heap/objects:objects"}, {Name: "/gc/scan/heap:bytes"}}
+		metrics.Read(s)
+		return heap{float64(s[0].Value.Uint64()), float64(s[1].Value.Uint64())}
+	}
+	b.Run("decoded", func(b *testing.B) {
+		for b.Loop() {
+			before := measure()
+			held := make([]*tiles.Tile, 0, len(encoded))
+			for _, raw := range encoded {
+				t, err := tiles.Decode(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				held = append(held, t)
+			}
+			after := measure()
+			runtime.KeepAlive(held)
+			b.ReportMetric((after.objects-before.objects)/n, "objects/tile")
+			b.ReportMetric((after.scan-before.scan)/n, "scan-B/tile")
+		}
+	})
+	b.Run("stored", func(b *testing.B) {
+		for b.Loop() {
+			s, err := embedded.Open(b.TempDir(), embedded.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			before := measure()
+			var batch []core.TileWrite
+			for i, raw := range encoded {
+				t, err := tiles.Decode(raw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				batch = append(batch, core.TileWrite{Tile: t})
+				if len(batch) == 500 || i == len(encoded)-1 {
+					if err := s.PutTiles(context.Background(), batch); err != nil {
+						b.Fatal(err)
+					}
+					clear(batch)
+					batch = batch[:0]
+				}
+			}
+			after := measure()
+			b.ReportMetric((after.objects-before.objects)/n, "objects/tile")
+			b.ReportMetric((after.scan-before.scan)/n, "scan-B/tile")
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
