@@ -13,7 +13,6 @@ import (
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/featurepeer"
 )
 
 // benchRate is the offered load of the latency benchmarks (DESIGN.md §6: 2k requests/s).
@@ -69,8 +68,8 @@ func quantile(lat []time.Duration, q float64) float64 {
 }
 
 // BenchmarkPredictGBDTWithFeatureFetch is Predict end to end at 2k
-// requests/s: gRPC in, one GetOnlineFeatures call to a featureserver peer over
-// loopback gRPC, a 100-tree XGBoost model, the prediction logged to the
+// requests/s: gRPC in, one GetOnlineFeatures call to the real featureserver (in
+// process, embedded store) over loopback gRPC, a 100-tree XGBoost model, the prediction logged to the
 // embedded Kafka broker. noop_p99_ms is a grpc.health.v1 Check on the same
 // server at the same rate, in the same run. Run with -benchtime=10000x.
 func BenchmarkPredictGBDTWithFeatureFetch(b *testing.B) {
@@ -78,10 +77,11 @@ func BenchmarkPredictGBDTWithFeatureFetch(b *testing.B) {
 	const users = 1000
 	for i := range users {
 		u := fmt.Sprint("u", i)
-		e.peer.Set("user_transactions:txn_count_10m", featurepeer.Int(int64(i%5)), u)
-		e.peer.Set("user_transactions:txn_sum_1h", featurepeer.Double(float64(i%300)), u)
-		e.peer.Set("user_profile:country", featurepeer.String([]string{"US", "DE"}[i%2]), u)
+		e.peer.Set(b, "user_transactions:txn_count_10m", i%5, "user_id", u)
+		e.peer.Set(b, "user_transactions:txn_sum_1h", float64(i%300), "user_id", u)
+		e.peer.Set(b, "user_profile:country", []string{"US", "DE"}[i%2], "user_id", u)
 	}
+	e.peer.Sync(b)
 	client := e.serving()
 	health := healthpb.NewHealthClient(e.conn)
 	ctx := context.Background()

@@ -14,8 +14,6 @@ import (
 
 	"github.com/tributary-ml/tributary/libs/testutil"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
-
-	"github.com/tributary-ml/tributary/services/modelserver/internal/featurepeer"
 )
 
 // TestExampleFraudModelServes serves the repository `tributary train` writes
@@ -61,14 +59,15 @@ func TestExampleFraudModelServes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := startRepo(t, repo, nil)
+	e := startWithViews(t, repo, "../../examples/fraud/features", nil)
 	raw := map[string]float64{}
 	for i, in := range cfg.Inputs {
 		raw[in.Name] = float64(i + 2)
 		if in.Feature != "" {
-			e.peer.Set(in.Feature, featurepeer.Double(raw[in.Name]), "u7")
+			e.peer.Set(t, in.Feature, raw[in.Name], "user_id", "u7")
 		}
 	}
+	e.peer.Sync(t)
 	z := lr.Bias
 	for _, in := range cfg.Inputs {
 		x := raw[in.Name]
@@ -93,8 +92,8 @@ func TestExampleFraudModelServes(t *testing.T) {
 	if !near(resp.GetOutputs()["score"], want) || resp.GetVersion() != latest || len(resp.GetDefaultedFeatures()) != 0 {
 		t.Errorf("example fraud_lr: score %v version %s defaulted %v; want %v, %s, none", resp.GetOutputs()["score"], resp.GetVersion(), resp.GetDefaultedFeatures(), want, latest)
 	}
-	if e.peer.Calls() != 1 || !slices.Contains(e.peer.Last().GetFeatures(), "user_clicks:click_count_10m") {
-		t.Errorf("feature fetch: %d calls, refs %v", e.peer.Calls(), e.peer.Last().GetFeatures())
+	if calls, reads := e.peer.Calls(t), e.peer.Store().Reads(); calls != 1 || !slices.Contains(reads, "user_clicks|u7") {
+		t.Errorf("feature fetch: %d calls, store reads %v", calls, reads)
 	}
 }
 

@@ -68,8 +68,8 @@ func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
 		}
 	}
 	// One feature fetch per request although the shadow model runs too.
-	if e.peer.Calls() != users+50 {
-		t.Errorf("featureserver calls %d, want %d", e.peer.Calls(), users+50)
+	if got := e.peer.Calls(t); got != users+50 {
+		t.Errorf("featureserver calls %d, want %d", got, users+50)
 	}
 	// A header pins a variant.
 	pinned := metadata.AppendToOutgoingContext(ctx, "x-tributary-variant", "treatment")
@@ -132,7 +132,7 @@ func TestEnsemblesCombineMembersWithOneFetch(t *testing.T) {
 	if !near(sl, expectV2(3, 250.5, 1, 120)) {
 		t.Fatalf("fraud_lr v2 score %v", sl)
 	}
-	calls := e.peer.Calls()
+	calls := e.peer.Calls(t)
 	avg, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_ens", EntityKeys: keys, Features: amount(120)})
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +140,8 @@ func TestEnsemblesCombineMembersWithOneFetch(t *testing.T) {
 	if want := (sl + 3*sx) / 4; !near(avg.GetOutputs()["score"], want) {
 		t.Errorf("average ensemble %v, want %v", avg.GetOutputs()["score"], want)
 	}
-	if e.peer.Calls() != calls+1 {
-		t.Errorf("ensemble made %d feature fetches, want 1", e.peer.Calls()-calls)
+	if got := e.peer.Calls(t); got != calls+1 {
+		t.Errorf("ensemble made %d feature fetches, want 1", got-calls)
 	}
 	stack, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_stack", EntityKeys: keys, Features: amount(120)})
 	if err != nil {
@@ -163,22 +163,18 @@ func TestEnsemblesCombineMembersWithOneFetch(t *testing.T) {
 func TestOverloadIsResourceExhausted(t *testing.T) {
 	e := startRepo(t, "internal/testdata/experiments", func(c *modelserver.Config) { c.MaxConcurrent = 1 })
 	ctx := testutil.Context(t, 20*time.Second)
-	e.peer.SetDelay(time.Second) // fraud_xgb waits up to 2s for features
+	e.peer.Store().Hold() // fraud_xgb waits up to 2s for features
 	slow := make(chan error, 1)
 	go func() {
 		_, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u1"}})
 		slow <- err
 	}()
-	testutil.Eventually(t, 5*time.Second, "the slow request reached the featureserver", func() error {
-		if e.peer.Calls() == 0 {
-			return fmt.Errorf("no feature fetch yet")
-		}
-		return nil
-	})
+	e.peer.Store().WaitHeld(t, 5*time.Second)
 	_, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u2"}})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("second request while one is in flight with limit 1: %v, want ResourceExhausted", err)
 	}
+	e.peer.Store().Release()
 	if err := <-slow; err != nil {
 		t.Errorf("slow request: %v", err)
 	}

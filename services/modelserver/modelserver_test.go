@@ -31,7 +31,7 @@ import (
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/featurepeer"
+	"github.com/tributary-ml/tributary/services/modelserver/internal/peertest"
 )
 
 // weights of internal/testdata/models/fraud_lr/2, the version served by default.
@@ -44,8 +44,9 @@ func expectV2(count, sum, us, amount float64) float64 {
 }
 
 type env struct {
+	t     testing.TB
 	svc   *modelserver.Service
-	peer  *featurepeer.Server
+	peer  *peertest.Features
 	kafka string
 	conn  *grpc.ClientConn
 	dir   string
@@ -68,17 +69,22 @@ func start(t testing.TB, mod func(*modelserver.Config)) *env {
 
 func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
 	t.Helper()
-	e := &env{peer: featurepeer.Start(t,
-		featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
-		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}},
-		featurepeer.View{Name: "user_clicks", JoinKeys: []string{"user_id"}})}
+	return startWithViews(t, repo, "", mod)
+}
+
+// startWithViews runs the modelserver on a copy of repo in front of a real
+// featureserver (peertest) serving the feature views in views (the test
+// views when empty); both share one embedded Kafka broker unless mod
+// points the modelserver at another.
+func startWithViews(t testing.TB, repo, views string, mod func(*modelserver.Config)) *env {
+	t.Helper()
+	e := &env{t: t}
 	e.dir = copyRepo(t, repo)
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr = "127.0.0.1:0"
 	cfg.Common.GRPCAddr = "127.0.0.1:0"
 	cfg.Common.LogLevel = "warn"
 	cfg.Models = e.dir
-	cfg.FeatureserverAddr = e.peer.Addr()
 	cfg.ModelsPollInterval = 0
 	if mod != nil {
 		mod(&cfg)
@@ -87,6 +93,10 @@ func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
 		e.kafka = testutil.Kafka(t, 2)
 		cfg.Common.KafkaBrokers = e.kafka
 	}
+	// A test that brings its own broker (to stop it) keeps the
+	// featureserver off it.
+	e.peer = peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: e.kafka, Views: views})
+	cfg.FeatureserverAddr = e.peer.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
 	svc, err := modelserver.New(ctx, cfg, modelserver.Deps{})
 	if err != nil {
@@ -135,13 +145,18 @@ func (e *env) oip() inference.GRPCInferenceServiceClient {
 }
 
 func (e *env) seedU1() {
-	e.peer.Set("user_transactions:txn_count_10m", featurepeer.Int(3), "u1")
-	e.peer.Set("user_transactions:txn_sum_1h", featurepeer.Double(250.5), "u1")
-	e.peer.Set("user_profile:country", featurepeer.String("US"), "u1")
+	e.peer.Set(e.t, "user_transactions:txn_count_10m", 3, "user_id", "u1")
+	e.peer.Set(e.t, "user_transactions:txn_sum_1h", 250.5, "user_id", "u1")
+	e.peer.Set(e.t, "user_profile:country", "US", "user_id", "u1")
+	e.peer.Sync(e.t)
 }
 
 func amount(v float64) map[string]*featuresv1.Value {
-	return map[string]*featuresv1.Value{"amount": featurepeer.Double(v)}
+	return map[string]*featuresv1.Value{"amount": double(v)}
+}
+
+func double(v float64) *featuresv1.Value {
+	return &featuresv1.Value{Kind: &featuresv1.Value_DoubleValue{DoubleValue: v}}
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
@@ -192,16 +207,11 @@ func TestPredictFetchesFeaturesOnceAndLogs(t *testing.T) {
 	if len(resp.GetDefaultedFeatures()) != 0 {
 		t.Errorf("defaulted = %v, want none", resp.GetDefaultedFeatures())
 	}
-	if e.peer.Calls() != 1 {
-		t.Errorf("featureserver calls = %d, want 1", e.peer.Calls())
+	if got := e.peer.Calls(t); got != 1 {
+		t.Errorf("featureserver calls = %d, want 1", got)
 	}
-	last := e.peer.Last()
-	wantRefs := []string{"user_transactions:txn_count_10m", "user_transactions:txn_sum_1h", "user_profile:country"}
-	if !slices.Equal(last.GetFeatures(), wantRefs) {
-		t.Errorf("fetched refs %v, want %v", last.GetFeatures(), wantRefs)
-	}
-	if len(last.GetEntities()) != 1 || last.GetEntities()[0].GetJoinKeys()["user_id"] != "u1" {
-		t.Errorf("fetched entities %v, want user_id=u1", last.GetEntities())
+	if got, want := e.peer.Store().Reads(), []string{"user_profile|u1", "user_transactions|u1"}; !slices.Equal(got, want) {
+		t.Errorf("featureserver read %v, want %v", got, want)
 	}
 
 	// An unknown entity and no request feature: every input takes its default.
@@ -215,8 +225,8 @@ func TestPredictFetchesFeaturesOnceAndLogs(t *testing.T) {
 	if want := expectV2(0, 0, 0, 0); !near(resp2.GetOutputs()["score"], want) {
 		t.Errorf("score with defaults = %v, want %v", resp2.GetOutputs()["score"], want)
 	}
-	if e.peer.Calls() != 2 {
-		t.Errorf("featureserver calls = %d, want 2", e.peer.Calls())
+	if got := e.peer.Calls(t); got != 2 {
+		t.Errorf("featureserver calls = %d, want 2", got)
 	}
 
 	recs, msgs := readPredictions(t, e.kafka, 2)
@@ -252,7 +262,8 @@ func TestPredictFetchesFeaturesOnceAndLogs(t *testing.T) {
 func TestPredictBatchAndOpenInferenceAgree(t *testing.T) {
 	e := start(t, nil)
 	e.seedU1()
-	e.peer.Set("user_transactions:txn_count_10m", featurepeer.Int(7), "u2")
+	e.peer.Set(t, "user_transactions:txn_count_10m", 7, "user_id", "u2")
+	e.peer.Sync(t)
 	ctx := testutil.Context(t, 10*time.Second)
 	want := []float64{expectV2(3, 250.5, 1, 120), expectV2(7, 0, 0, 15.5)}
 
@@ -263,7 +274,7 @@ func TestPredictBatchAndOpenInferenceAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := e.peer.Calls()
+	calls := e.peer.Calls(t)
 	if calls != 1 {
 		t.Errorf("PredictBatch made %d featureserver calls, want 1", calls)
 	}
@@ -272,7 +283,9 @@ func TestPredictBatchAndOpenInferenceAgree(t *testing.T) {
 			t.Errorf("batch row %d score %v, want %v", i, p.GetOutputs()["score"], want[i])
 		}
 	}
-	if d := batch.GetPredictions()[1].GetDefaultedFeatures(); !slices.Equal(d, []string{"txn_sum_1h", "country_us"}) {
+	// u2 has transactions in the window but none summed: the featureserver
+	// serves txn_sum_1h as a present 0; u2 has no profile.
+	if d := batch.GetPredictions()[1].GetDefaultedFeatures(); !slices.Equal(d, []string{"country_us"}) {
 		t.Errorf("row 1 defaulted %v", d)
 	}
 
@@ -367,8 +380,8 @@ func TestPredictBatchAndOpenInferenceAgree(t *testing.T) {
 		}
 	}
 	// 1 PredictBatch + 3 infers, one fetch each.
-	if e.peer.Calls() != 4 {
-		t.Errorf("featureserver calls = %d, want 4 (one per request)", e.peer.Calls())
+	if got := e.peer.Calls(t); got != 4 {
+		t.Errorf("featureserver calls = %d, want 4 (one per request)", got)
 	}
 }
 
@@ -469,7 +482,7 @@ func TestBadRequestsGetTheRightCodes(t *testing.T) {
 		}, codes.InvalidArgument, "rows[1].entity_keys.user_id"},
 		{"string for a numeric input", func() error {
 			_, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_lr", EntityKeys: user,
-				Features: map[string]*featuresv1.Value{"amount": featurepeer.String("lots")}})
+				Features: map[string]*featuresv1.Value{"amount": {Kind: &featuresv1.Value_StringValue{StringValue: "lots"}}}})
 			return err
 		}, codes.InvalidArgument, "features.amount"},
 		{"unknown version pinned", func() error {
@@ -525,7 +538,7 @@ func TestBadRequestsGetTheRightCodes(t *testing.T) {
 func TestSlowFeatureServerTakesDefaults(t *testing.T) {
 	e := start(t, nil)
 	e.seedU1()
-	e.peer.SetDelay(2 * time.Second) // far beyond the model's 50ms feature timeout
+	e.peer.Store().Hold() // reads wait far beyond the model's 50ms feature timeout
 	ctx := testutil.Context(t, 10*time.Second)
 	began := time.Now()
 	resp, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_lr", EntityKeys: map[string]string{"user_id": "u1"}, Features: amount(120)})
@@ -544,7 +557,6 @@ func TestSlowFeatureServerTakesDefaults(t *testing.T) {
 	// A caller deadline shorter than the fetch is DeadlineExceeded.
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	e.peer.SetDelay(2 * time.Second)
 	_, err = e.serving().Predict(short, &servingv1.PredictRequest{Model: "fraud_lr", EntityKeys: map[string]string{"user_id": "u1"}})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("short deadline: %v, want DeadlineExceeded", err)

@@ -16,7 +16,6 @@ import (
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/featurepeer"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -143,7 +142,8 @@ func TestRemoteBackendForwardsOverOpenInference(t *testing.T) {
 	writeFile(t, filepath.Join(ldir, "lr_rest/config.yaml"), "name: lr_rest\nformat: remote\nremote: {protocol: rest, addr: \""+remotePeer.svc.AdminAddr()+"\", model: lr_req, version: \"1\"}\n"+inputs)
 	writeFile(t, filepath.Join(ldir, "lr_rest/1/.keep"), "")
 	e := startRepo(t, ldir, nil)
-	e.peer.Set("user_transactions:txn_count_10m", featurepeer.Int(4), "u1")
+	e.peer.Set(t, "user_transactions:txn_count_10m", 4, "user_id", "u1")
+	e.peer.Sync(t)
 	ctx := testutil.Context(t, 20*time.Second)
 	want := 1 / (1 + math.Exp(-(-1 + 0.5*4 + 0.01*100))) // amount 250 clipped to 100 before forwarding
 	for _, m := range []string{"lr_grpc", "lr_rest"} {

@@ -15,7 +15,7 @@ import (
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/featurepeer"
+	"github.com/tributary-ml/tributary/services/modelserver/internal/peertest"
 )
 
 func TestPredictBatchSplitsRowsLikePredict(t *testing.T) {
@@ -29,8 +29,8 @@ func TestPredictBatchSplitsRowsLikePredict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.peer.Calls() != 1 {
-		t.Errorf("PredictBatch made %d feature fetches, want 1", e.peer.Calls())
+	if got := e.peer.Calls(t); got != 1 {
+		t.Errorf("PredictBatch made %d feature fetches, want 1", got)
 	}
 	seen := map[string]int{}
 	for i, p := range batch.GetPredictions() {
@@ -52,8 +52,7 @@ func TestShutdownFlushesThePredictionLog(t *testing.T) {
 	broker := testutil.Kafka(t, 2)
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr, cfg.Common.GRPCAddr, cfg.Common.LogLevel, cfg.Common.KafkaBrokers = "127.0.0.1:0", "127.0.0.1:0", "warn", broker
-	peer := featurepeer.Start(t, featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
-		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}})
+	peer := peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: broker})
 	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "internal/testdata/models"), peer.Addr(), 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -157,9 +156,8 @@ func dialService(t *testing.T, addr string) *grpc.ClientConn {
 // before the prediction log closes.
 func TestShutdownLogsRequestsStillInFlight(t *testing.T) {
 	broker := testutil.Kafka(t, 1)
-	peer := featurepeer.Start(t, featurepeer.View{Name: "user_transactions", JoinKeys: []string{"user_id"}},
-		featurepeer.View{Name: "user_profile", JoinKeys: []string{"user_id"}})
-	peer.SetDelay(500 * time.Millisecond) // fraud_xgb waits up to 2s for features
+	peer := peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: broker})
+	peer.Store().Hold() // fraud_xgb waits up to 2s for features
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr, cfg.Common.GRPCAddr, cfg.Common.LogLevel, cfg.Common.KafkaBrokers = "127.0.0.1:0", "127.0.0.1:0", "warn", broker
 	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "internal/testdata/experiments"), peer.Addr(), 0
@@ -182,13 +180,10 @@ func TestShutdownLogsRequestsStillInFlight(t *testing.T) {
 		resp, err := client.Predict(rctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u1"}})
 		got <- answer{resp.GetPredictionId(), err}
 	}()
-	testutil.Eventually(t, 10*time.Second, "the request reached the featureserver", func() error {
-		if peer.Calls() == 0 {
-			return fmt.Errorf("no fetch yet")
-		}
-		return nil
-	})
+	peer.Store().WaitHeld(t, 10*time.Second)
 	cancel()
+	// The features arrive while the service shuts down.
+	peer.Store().Release()
 	a := <-got
 	if a.err != nil {
 		t.Fatalf("in-flight request during shutdown: %v", a.err)
