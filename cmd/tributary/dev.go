@@ -30,7 +30,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	example := fs.String("example", "examples/fraud", "example directory (features/, models/, schema.sql)")
 	postgres := fs.String("postgres-dsn", "", "capture this PostgreSQL instead of starting a throw-away cluster (the demo applies examples/fraud/schema.sql to it and writes users, transactions and labels)")
 	rate := fs.Float64("sessions-per-second", demo.DefaultSessionsPerSecond, "demo workload: user sessions started per second (the example model was trained at the default)")
-	logLevel := fs.String("log-level", "warn", "log level of the services: debug, info, warn or error")
+	logLevel := fs.String("log-level", "error", "log level of the services: debug, info, warn or error (warn shows model-health alerts, which fire while the demo's windows fill up after a start)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
