@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 			LogLevel:     "info",
 		},
 		Features:              "examples/fraud/features",
-		FlushInterval:         200 * time.Millisecond,
+		FlushInterval:         25 * time.Millisecond,
 		FlushEvery:            50000,
 		RepartitionPartitions: 8,
 	}
