@@ -210,7 +210,7 @@ func sweep(log *slog.Logger) {
 		if err != nil || time.Since(info.ModTime()) < time.Minute {
 			continue // being set up right now
 		}
-		if err := os.RemoveAll(d); err == nil {
+		if err := os.RemoveAll(d); err == nil && log != nil {
 			log.Info("removed a stale throw-away postgres directory", "dir", d)
 		}
 	}
