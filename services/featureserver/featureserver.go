@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/config"
@@ -68,6 +70,12 @@ type Config struct {
 	// MaxRequestBytes bounds the encoded size of a GetOnlineFeatures request.
 	MaxRequestBytes int
 	Limits          core.Limits
+	// GCPercent is the garbage collector's GOGC for the process; negative
+	// leaves the runtime's setting (the GOGC environment variable).
+	GCPercent int
+	// MemoryLimitMB is the runtime's soft memory limit for the process in
+	// MiB; 0 leaves the runtime's setting (the GOMEMLIMIT environment variable).
+	MemoryLimitMB int
 	// Pprof serves net/http/pprof under /debug/pprof/ on the admin port
 	// (for profiling under the benchmark; off by default).
 	Pprof bool
@@ -97,7 +105,23 @@ func DefaultConfig() Config {
 		TilesPartitions:   4,
 		MaxRequestBytes:   grpcapi.DefaultMaxRequestBytes,
 		Limits:            defaultLimits(),
+		GCPercent:         defaultGCPercent(),
 	}
+}
+
+// DefaultGCPercent lets the heap grow to 5× the live tiles before a GC
+// cycle: the index of the embedded store (or the ScyllaDB tile cache) is
+// most of the live heap and every cycle marks all of it, while a request
+// leaves little garbage; see README.md, "Garbage collection".
+const DefaultGCPercent = 400
+
+// defaultGCPercent is DefaultGCPercent unless the GOGC environment
+// variable is set, which then wins.
+func defaultGCPercent() int {
+	if os.Getenv("GOGC") != "" {
+		return -1
+	}
+	return DefaultGCPercent
 }
 
 // defaultLimits leaves FetchChunk 0: the store picks it (cheap embedded
@@ -132,6 +156,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limits.MaxInFlight, "max-in-flight", c.Limits.MaxInFlight, "requests served at once; more get RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.FetchParallelism, "fetch-parallelism", c.Limits.FetchParallelism, "most concurrent store reads per request")
 	fs.IntVar(&c.Limits.WindowCacheEntries, "window-cache-entries", c.Limits.WindowCacheEntries, "runs of tiles whose merged windows are cached (embedded store, or scylla with its tile cache); 0 disables")
+	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "GOGC of the process: heap growth over the live heap before a GC cycle, in percent; negative: the runtime's (GOGC environment variable)")
+	fs.IntVar(&c.MemoryLimitMB, "memory-limit-mb", c.MemoryLimitMB, "soft memory limit of the process in MiB (GC runs more often near it; set it under a container limit); 0: the runtime's (GOMEMLIMIT environment variable)")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the admin port")
 	fs.IntVar(&c.Limits.FetchChunk, "fetch-chunk", c.Limits.FetchChunk, "fewest store reads per concurrent reader of a request; 0: 32 for embedded, 1 for scylla")
 }
@@ -158,6 +184,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max-request-bytes: %d, want at least 1024", c.MaxRequestBytes)
 	case c.Limits.FetchChunk < 0:
 		return fmt.Errorf("fetch-chunk: %d, want 0 or more", c.Limits.FetchChunk)
+	case c.GCPercent == 0:
+		return errors.New("gc-percent: 0 would collect continuously; want a positive percentage, or negative for the runtime's setting")
+	case c.MemoryLimitMB < 0:
+		return fmt.Errorf("memory-limit-mb: %d, want 0 or more", c.MemoryLimitMB)
 	}
 	if c.Store == StoreScylla {
 		if err := c.scylla(nil, nil).Validate(); err != nil {
@@ -227,6 +257,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	log := deps.Log
 	if log == nil {
 		log = config.NewLogger(cfg.Common.LogLevel, Name)
+	}
+	// Process-wide: with `tributary dev` this also applies to the services
+	// running beside the featureserver.
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MemoryLimitMB > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
 	// Views and store come first: a failure here leaves no listener bound.
 	watcher, catalog, err := viewwatch.Load(cfg.Features, log)

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -433,6 +435,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"scylla consistency", func(c *featureserver.Config) { c.Store, c.ScyllaConsistency = "scylla", "SOME" }, "scylla-consistency:"},
 		{"scylla hosts", func(c *featureserver.Config) { c.Store, c.ScyllaHosts = "scylla", " , " }, "scylla-hosts:"},
 		{"scylla tile cache", func(c *featureserver.Config) { c.Store, c.ScyllaTileCacheMB = "scylla", -1 }, "scylla-tile-cache-mb:"},
+		{"gc percent", func(c *featureserver.Config) { c.GCPercent = 0 }, "gc-percent:"},
+		{"memory limit", func(c *featureserver.Config) { c.MemoryLimitMB = -1 }, "memory-limit-mb:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,5 +459,39 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 	}(), featureserver.Deps{Log: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "features") {
 		t.Fatalf("empty features dir: err = %v", err)
+	}
+}
+
+// New sets the process's GC percentage and memory limit from the config,
+// and leaves the runtime's settings alone when told to.
+func TestGCSettingsAreApplied(t *testing.T) {
+	prevPercent := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevPercent)
+		debug.SetMemoryLimit(prevLimit)
+	})
+	brokers := testutil.Kafka(t, 1)
+	featuresDir := t.TempDir()
+	writeView(t, featuresDir, "clicks.yaml", clicksView)
+
+	cfg := config(t, brokers, featuresDir, t.TempDir())
+	cfg.GCPercent, cfg.MemoryLimitMB = 250, 3000
+	start(t, cfg, &clock{now: now}).stop()
+	if got := debug.SetGCPercent(100); got != 250 {
+		t.Errorf("GC percent after New with gc-percent 250: %d", got)
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != 3000<<20 {
+		t.Errorf("memory limit after New with memory-limit-mb 3000: %d bytes, want %d", got, 3000<<20)
+	}
+
+	cfg = config(t, brokers, featuresDir, t.TempDir())
+	cfg.GCPercent, cfg.MemoryLimitMB = -1, 0
+	start(t, cfg, &clock{now: now}).stop()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent after New with gc-percent -1: %d, want the runtime's 100 left alone", got)
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != math.MaxInt64 {
+		t.Errorf("memory limit after New with memory-limit-mb 0: %d, want the runtime's left alone", got)
 	}
 }
