@@ -14,10 +14,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
-	"github.com/tributary-ml/tributary/libs/pgdev"
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/stack"
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
+	"github.com/tributary-ml/tributary/libs/pgdev"
 	"github.com/tributary-ml/tributary/libs/service"
 )
 

@@ -73,4 +73,3 @@ func TestSweepRemovesOnlyStaleDirectories(t *testing.T) {
 		}
 	}
 }
-
