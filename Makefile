@@ -25,6 +25,10 @@ demo: ## run the whole platform in one process on embedded defaults, with a demo
 test: ## run every module's tests (PostgreSQL tests skip locally without a server; CI sets CI=true and they must run)
 	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -count=1 -timeout $(TEST_TIMEOUT) ./...); done
 
+.PHONY: test-race
+test-race: ## every module's tests under the race detector (about 4x slower than make test)
+	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -race -count=1 -timeout 20m ./...); done
+
 .PHONY: bench
 bench: bench-go bench-featureserver ## run every benchmark and print the numbers (targets: DESIGN.md §6)
 

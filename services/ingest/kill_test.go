@@ -167,7 +167,10 @@ func TestSIGKILLLosesNothing(t *testing.T) {
 	if rest := int(w.committed.Load()); rest < minRows {
 		t.Fatalf("writer committed %d rows, want at least %d", rest, minRows)
 	}
-	evs := e.waitEvents(topic, 60*time.Second, fmt.Sprintf("all %d rows", n), allIDs(n))
+	// The writer may be far ahead of a slowed-down ingest (a -race build):
+	// allow for draining its backlog at a modest 2k rows/s.
+	drain := 60*time.Second + time.Duration(n/2000)*time.Second
+	evs := e.waitEvents(topic, drain, fmt.Sprintf("all %d rows", n), allIDs(n))
 	select {
 	case <-c.exited:
 		t.Fatalf("ingest process exited on its own: %v\n%s", c.err, c.stderr.String())
