@@ -28,6 +28,14 @@ type Txn struct {
 	Fraud    bool
 }
 
+// Label is the transaction's outcome as a model target: 1 for fraud.
+func (t Txn) Label() float64 {
+	if t.Fraud {
+		return 1
+	}
+	return 0
+}
+
 // Click is a demo click event.
 type Click struct {
 	UserID string

@@ -218,7 +218,7 @@ func (w *Workload) Run(ctx context.Context) error {
 					}
 					at := now.Add(w.cfg.LabelDelay)
 					heap.Push(&q, due{at: at, label: &label{
-						Label: predlog.Label{PredictionID: id, Value: b2f(d.txn.Fraud), TimeMs: at.UnixMilli()},
+						Label: predlog.Label{PredictionID: id, Value: d.txn.Label(), TimeMs: at.UnixMilli()},
 						txnID: txnID, user: d.txn.UserID, merchant: d.txn.Merchant,
 					}})
 				}
@@ -330,13 +330,6 @@ func (w *Workload) setupPostgres(ctx context.Context) (*pgx.Conn, error) {
 	}
 	w.cfg.Log.Info("demo users inserted", "users", len(w.gen.Users))
 	return db, nil
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // ApplySchema applies the example's OLTP schema (idempotent).

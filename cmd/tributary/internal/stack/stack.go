@@ -51,7 +51,6 @@ type Stack struct {
 	Featureserver *featureserver.Service
 	Modelserver   *modelserver.Service
 	Metrics       *metrics.Service
-	log           *slog.Logger
 }
 
 // Start starts the broker and builds every service (binding their ports).
@@ -72,7 +71,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Kafka: broker, log: log}
+	s := &Stack{Kafka: broker}
 	ok := false
 	defer func() {
 		if !ok {

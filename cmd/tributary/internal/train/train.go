@@ -150,7 +150,7 @@ func dataset(opt Options, feats map[string]featurespec.Feature) ([][]float64, []
 			row[i] = st.value(in.Feature, e.txn.UserID, feats[in.Feature], ms)
 		}
 		x = append(x, row)
-		y = append(y, b2f(e.txn.Fraud))
+		y = append(y, e.txn.Label())
 		st.add("user_transactions", e.txn.UserID, feats, e.txn.Amount, ms)
 	}
 	return x, y
@@ -299,13 +299,6 @@ func mean(v []float64) float64 {
 		s += x
 	}
 	return s / float64(len(v))
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // histogram is a training distribution: n+1 edges, n fractions.
