@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"testing"
@@ -102,4 +104,50 @@ func ThrowawayPostgres(t testing.TB, settings ...string) string {
 	}
 	t.Cleanup(c.Stop)
 	return c.DSN
+}
+
+// Service is a built service, as the services' New functions return them.
+type Service interface {
+	Run(ctx context.Context) error
+	AdminAddr() string
+}
+
+// RunService runs svc until the test ends, fails the test if Run returns an
+// error or does not stop within 20s of cancellation, and waits until its
+// /readyz answers 200.
+func RunService(t testing.TB, name string, svc Service) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s run: %v", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s did not stop within 20s", name)
+		}
+	})
+	client := &http.Client{Timeout: 2 * time.Second}
+	Eventually(t, 30*time.Second, name+" ready", func() error {
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("%s stopped: %v", name, err)
+		default:
+		}
+		resp, err := client.Get("http://" + svc.AdminAddr() + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d: %s", resp.StatusCode, b)
+		}
+		return nil
+	})
 }

@@ -97,38 +97,12 @@ func startWithViews(t testing.TB, repo, views string, mod func(*modelserver.Conf
 	// featureserver off it.
 	e.peer = peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: e.kafka, Views: views})
 	cfg.FeatureserverAddr = e.peer.Addr()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := modelserver.New(ctx, cfg, modelserver.Deps{})
+	svc, err := modelserver.New(context.Background(), cfg, modelserver.Deps{})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
 	e.svc = svc
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("service run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("service did not stop within 20s")
-		}
-	})
-	testutil.Eventually(t, 10*time.Second, "modelserver ready", func() error {
-		resp, err := http.Get("http://" + svc.AdminAddr() + "/readyz")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d: %s", resp.StatusCode, b)
-		}
-		return nil
-	})
+	testutil.RunService(t, "modelserver", svc)
 	e.conn, err = grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,6 @@ package peertest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -39,37 +36,11 @@ func StartMetrics(t testing.TB, brokers string) *Metrics {
 	cfg.Models = "" // no baselines, default threshold
 	cfg.LabelsCDCTopic = ""
 	cfg.FlushInterval = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := metrics.New(ctx, cfg, metrics.Deps{})
+	svc, err := metrics.New(context.Background(), cfg, metrics.Deps{})
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("metrics run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("metrics service did not stop within 20s")
-		}
-	})
-	testutil.Eventually(t, 20*time.Second, "metrics service ready", func() error {
-		res, err := http.Get("http://" + svc.AdminAddr() + "/readyz")
-		if err != nil {
-			return err
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d: %s", res.StatusCode, b)
-		}
-		return nil
-	})
+	testutil.RunService(t, "metrics service", svc)
 	conn, err := grpc.NewClient(svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
