@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -41,15 +40,6 @@ features:
 // on features.tiles must be exactly those of one instance that saw every
 // event and never stopped.
 func TestTwoInstancesRebalanceToTheTilesOfOne(t *testing.T) {
-	// Quarantined, not fixed: it passes on an idle machine, but with other
-	// tests running beside it (make test, CI) 1–2k of 4400 final tiles come
-	// out with a few events missing (for example txns|u0|0|0 with n 84
-	// instead of 87), so some events are lost around a rebalance. An open
-	// defect of issue 4; run it with TRIBUTARY_REBALANCE_TEST=1, ideally with
-	// load beside it (a second `go test` of services/ingest reproduces it).
-	if os.Getenv("TRIBUTARY_REBALANCE_TEST") == "" {
-		t.Skip("quarantined: events are lost around a rebalance under CPU load (open defect, issue 4); set TRIBUTARY_REBALANCE_TEST=1 to run")
-	}
 	if testing.Short() {
 		t.Skip("30k events through two featurizers")
 	}

@@ -166,6 +166,11 @@ type fetched struct {
 // generation runs one group generation: it ends when the group rebalances
 // (gctx) or the service stops (ctx).
 func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generation, n int) error {
+	if gctx.Err() != nil {
+		// The generation ended before Start registered this function, so
+		// the group does not wait for it: touch nothing (see flush).
+		return nil
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(gctx, cancel)
@@ -347,6 +352,10 @@ func (a *Aggregator) stopped(rctx context.Context, err error) error {
 	return err
 }
 
+// emitTimeout bounds one flush's tile write; it is the group's rebalance
+// timeout, the longest a generation function may take to end.
+const emitTimeout = 10 * time.Second
+
 // flush emits what the engine changed since the last flush. On failure the
 // state is no longer known to match the topic, so every partition is
 // restored on the next generation.
@@ -355,7 +364,17 @@ func (a *Aggregator) flush(ctx context.Context) error {
 	outs, err := a.eng.Flush()
 	a.engMu.Unlock()
 	if err == nil {
-		err = Emit(ctx, a.out, outs)
+		// The write is not cut short when the generation or the service
+		// ends: kafka-go's Writer still sends a batch whose WriteMessages
+		// returned on a cancelled context, so an abandoned write could land
+		// after the next owner of these partitions restored and rewrote
+		// the same tiles, and a later restore would read the stale tiles
+		// while the committed offsets are past the records they miss. The
+		// group waits for the generation function, so the write ends
+		// (acknowledged or failed) before this member rejoins.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), emitTimeout)
+		err = Emit(wctx, a.out, outs)
+		cancel()
 	}
 	if err != nil {
 		a.clean = false
