@@ -9,11 +9,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/tributary-ml/tributary/libs/jsonenc"
 )
 
 // Type OIDs of the built-in PostgreSQL types the mapping knows.
@@ -285,6 +287,10 @@ func appendFloat(dst, text []byte, single bool) ([]byte, error) {
 	f, err := strconv.ParseFloat(string(text), bits)
 	if err != nil {
 		return dst, fmt.Errorf("float %q: %w", text, errors.Unwrap(err))
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		// Spellings ParseFloat accepts but isSpecialFloat does not ("nan", "inf").
+		return appendString(dst, text), nil
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, bits), nil
 }
@@ -679,57 +685,9 @@ func (p *arrayParser) unquoted(dst []byte) ([]byte, error) {
 	return p.m.appendValue(dst, p.elem, tok, maxArrayDepth)
 }
 
-const hexDigits = "0123456789abcdef"
-
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
 // encoding/json does.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+func appendString(dst, s []byte) []byte { return jsonenc.AppendBytes(dst, s, false) }
 
 // AppendString appends s as a JSON string.
-func AppendString(dst []byte, s string) []byte { return appendString(dst, []byte(s)) }
+func AppendString(dst []byte, s string) []byte { return jsonenc.AppendString(dst, s, false) }
