@@ -148,6 +148,14 @@ func caughtUp(ctx context.Context, brokers []string, srcParts int, routes []*Rou
 		}
 	}
 	if len(seen) < srcParts {
+		// A partition the last incarnation had nothing left to read on (its
+		// predecessor committed all of it) reports no lag: compare the
+		// router group's committed offset with the partition's end instead.
+		if err := fillCommittedLag(ctx, brokers, seen); err != nil {
+			return err
+		}
+	}
+	if len(seen) < srcParts {
 		return fmt.Errorf("source lag known for %d of %d partitions", len(seen), srcParts)
 	}
 	for k, v := range seen {
@@ -169,6 +177,33 @@ func caughtUp(ctx context.Context, brokers []string, srcParts int, routes []*Rou
 		if pos[int32(p)] != end {
 			return fmt.Errorf("%s/%d: aggregated up to %d of %d", core.RepartitionTopic, p, pos[int32(p)], end)
 		}
+	}
+	return nil
+}
+
+// fillCommittedLag adds, for the source partitions missing from seen, the
+// lag of the router group "route" on events.clicks from its committed offsets.
+func fillCommittedLag(ctx context.Context, brokers []string, seen map[PartitionKey]int64) error {
+	const topic = "events.clicks"
+	ends, err := endOffsets(ctx, brokers, topic)
+	if err != nil {
+		return err
+	}
+	parts := make([]int, 0, len(ends))
+	for p := range ends {
+		parts = append(parts, p)
+	}
+	c := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	resp, err := c.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: "route", Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return err
+	}
+	for _, op := range resp.Topics[topic] {
+		k := PartitionKey{Topic: topic, Partition: op.Partition}
+		if _, ok := seen[k]; ok || op.Error != nil || op.CommittedOffset < 0 {
+			continue
+		}
+		seen[k] = ends[op.Partition] - op.CommittedOffset
 	}
 	return nil
 }
