@@ -549,10 +549,18 @@ func (p *Predictor) fetch(ctx context.Context, pl *plan, req *Request, prefix fu
 		}
 		rows[i] = row
 	}
+	// Whether the caller's deadline, not the model's feature timeout, bounds
+	// the fetch: a fetch that then runs out of time is the caller's
+	// DeadlineExceeded, even when the peer notices a moment before ctx does.
+	callerDeadline, hasDeadline := ctx.Deadline()
+	callerBound := hasDeadline && !callerDeadline.After(time.Now().Add(pl.timeout))
 	fctx, cancel := context.WithTimeout(ctx, pl.timeout)
 	defer cancel()
 	vals, err := p.store.GetOnlineFeatures(fctx, pl.refs, rows)
 	if err != nil {
+		if callerBound && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, errorf(KindDeadlineExceeded, "deadline exceeded while fetching features for model %q", req.Model)
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			if errors.Is(cerr, context.DeadlineExceeded) {
 				return nil, errorf(KindDeadlineExceeded, "deadline exceeded while fetching features for model %q", req.Model)

@@ -5,6 +5,8 @@ package featureclient
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"slices"
 	"sync"
 	"time"
@@ -62,6 +64,10 @@ func (c *Client) GetOnlineFeatures(ctx context.Context, refs []string, rows []ma
 		req.Entities[i] = &featuresv1.EntityRow{JoinKeys: r}
 	}
 	resp, err := c.fs.GetOnlineFeatures(service.InjectOutgoing(ctx, c.prop), req)
+	if status.Code(err) == codes.DeadlineExceeded {
+		// The core tells timeouts apart with errors.Is.
+		return nil, fmt.Errorf("get online features: %w: %w", context.DeadlineExceeded, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get online features: %w", err)
 	}
