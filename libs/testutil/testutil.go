@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +153,70 @@ func RunService(t testing.TB, name string, svc Service) {
 		}
 		return nil
 	})
+}
+
+// childBrokerEnv marks a re-executed test binary that is to serve as the
+// broker of KafkaProcess.
+const childBrokerEnv = "TRIBUTARY_TEST_CHILD_BROKER"
+
+// ServeChildBroker must be called first by the TestMain of a package using
+// KafkaProcess: in the child it starts the broker, prints its address and
+// serves until its standard input closes (the parent exited or cleaned
+// up), then reports true; in the parent it does nothing and reports false.
+//
+//	func TestMain(m *testing.M) {
+//		if testutil.ServeChildBroker() {
+//			return
+//		}
+//		os.Exit(m.Run())
+//	}
+func ServeChildBroker() bool {
+	if os.Getenv(childBrokerEnv) == "" {
+		return false
+	}
+	var parts int
+	if _, err := fmt.Sscan(os.Getenv(childBrokerEnv), &parts); err != nil || parts < 1 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want a partition count\n", childBrokerEnv, os.Getenv(childBrokerEnv))
+		os.Exit(2)
+	}
+	b, err := kafkabroker.Start(kafkabroker.Config{Partitions: parts}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(b.Addr())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	b.Close()
+	return true
+}
+
+// KafkaProcess starts the embedded broker in a child process (this test
+// binary, re-executed; see ServeChildBroker) and returns its address. A
+// benchmark uses it to measure its own process's CPU time without the
+// broker's, as with a real Kafka cluster.
+func KafkaProcess(t testing.TB, partitions int) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", childBrokerEnv, partitions))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the broker process: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("broker process: no address: %v", err)
+	}
+	return strings.TrimSpace(line)
 }

@@ -409,7 +409,7 @@ func (e *Engine) shard(p int32) *shard {
 func (e *Engine) Apply(r Record) error {
 	var errs []error
 	err := e.router.Route(r, func(key, value []byte) error {
-		if err := e.ApplyRouted(int32(PartitionOfKey(key, e.parts)), value); err != nil {
+		if err := e.applyRouted(int32(PartitionOfKey(key, e.parts)), value); err != nil {
 			errs = append(errs, err)
 		}
 		return nil
@@ -417,10 +417,32 @@ func (e *Engine) Apply(r Record) error {
 	return errors.Join(err, errors.Join(errs...))
 }
 
-// ApplyRouted applies one routed record read from partition of
-// RepartitionTopic. A record that cannot be decoded is counted as invalid
-// and skipped; the returned error says why.
-func (e *Engine) ApplyRouted(partition int32, value []byte) error {
+// ApplyRouted applies one record read from partition of RepartitionTopic,
+// a batch of routed changes or a single one, and returns how many changes
+// it held. A change that cannot be decoded is counted as invalid and
+// skipped (the rest of its batch is applied; malformed batch framing
+// invalidates the rest of the batch); the returned error says why.
+func (e *Engine) ApplyRouted(partition int32, value []byte) (int, error) {
+	if len(value) == 0 || value[0] != routedBatchVersion {
+		return 1, e.applyRouted(partition, value)
+	}
+	n := 0
+	var errs []error
+	err := batchEntries(value, func(b []byte) error {
+		n++
+		if err := e.applyRouted(partition, b); err != nil && len(errs) < 10 {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		e.C.Invalid.Add(1)
+		errs = append(errs, err)
+	}
+	return n, errors.Join(errs...)
+}
+
+func (e *Engine) applyRouted(partition int32, value []byte) error {
 	rt := &e.rt
 	if err := decodeRouted(value, rt); err != nil {
 		e.C.Invalid.Add(1)

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // RepartitionTopic is the internal topic the router writes and the
-// aggregation stage reads: one record per (view, row change), keyed and
-// partitioned by view|entity so every change of one entity lands on one
-// partition, in the order the router saw them.
+// aggregation stage reads. Every routed change (one per view and row
+// change) goes to the partition of its view|entity (PartitionOf), so every
+// change of one entity lands on one partition, in the order the router
+// saw them; the router packs a partition's changes into batch records
+// (AppendBatchEntry) to spare Kafka a record per change.
 const RepartitionTopic = "featurizer.repartition"
 
 // PartitionOf is the repartition partition of a view's entity among n
@@ -116,6 +119,60 @@ type routed struct {
 	srcOffset                  int64
 	layout                     uint32
 	retract, add               image
+}
+
+// Routed batch record value, version 2: the routed changes (version 1
+// values, above) of one repartition partition in the order the router
+// made them:
+//
+//	byte     version (2)
+//	repeated uvarint len, a version 1 routed record
+//
+// Its Kafka key is BatchKey of its partition. The aggregator applies the
+// changes one by one, each under its own source position, so a batch
+// record replayed after a crash is deduplicated change by change like
+// single records (which it still accepts).
+const routedBatchVersion = 2
+
+// NewBatch starts a batch record value in b[:0].
+func NewBatch(b []byte) []byte { return append(b[:0], routedBatchVersion) }
+
+// AppendBatchEntry appends one routed record (a value the router emitted)
+// to a batch record value started by NewBatch.
+func AppendBatchEntry(batch, routed []byte) []byte {
+	batch = binary.AppendUvarint(batch, uint64(len(routed)))
+	return append(batch, routed...)
+}
+
+// BatchKey is the Kafka key of a batch record for repartition partition
+// p; PartitionOfBatchKey reads it back.
+func BatchKey(p int) []byte { return []byte("#" + strconv.Itoa(p)) }
+
+// PartitionOfBatchKey returns the partition a BatchKey names.
+func PartitionOfBatchKey(key []byte) (int, bool) {
+	if len(key) < 2 || key[0] != '#' {
+		return 0, false
+	}
+	p, err := strconv.Atoi(string(key[1:]))
+	return p, err == nil && p >= 0
+}
+
+// batchEntries calls fn with each routed record of a batch record value
+// (after its version byte); it stops at fn's first error or at malformed
+// framing, which it reports.
+func batchEntries(b []byte, fn func([]byte) error) error {
+	for p := 1; p < len(b); {
+		n, k := binary.Uvarint(b[p:])
+		if k <= 0 || n > uint64(len(b)-p-k) {
+			return errors.New("routed batch record: bad entry length")
+		}
+		p += k
+		if err := fn(b[p : p+int(n)]); err != nil {
+			return err
+		}
+		p += int(n)
+	}
+	return nil
 }
 
 func appendImage(b []byte, im *image) []byte {

@@ -3,6 +3,8 @@ package core
 import (
 	"bytes"
 	"testing"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
 )
 
 func sampleRouted() *routed {
@@ -50,6 +52,110 @@ func FuzzDecodeRouted(f *testing.F) {
 		}
 		if third := appendRouted(nil, &r2); !bytes.Equal(third, again) {
 			t.Fatalf("%q re-encodes to %q", again, third)
+		}
+	})
+}
+
+// routeAll routes recs with views' router and returns the routed records
+// in order, each with its repartition partition among parts.
+func routeAll(t testing.TB, views []*featurespec.View, recs []Record, parts int) (vals [][]byte, pos []int) {
+	var c Counters
+	r, err := NewRouter(views, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range recs {
+		_ = r.Route(rec, func(key, value []byte) error {
+			vals = append(vals, bytes.Clone(value))
+			pos = append(pos, PartitionOfKey(key, parts))
+			return nil
+		})
+	}
+	return vals, pos
+}
+
+// TestBatchAppliesAsItsRecords: routed changes packed into batch records
+// of various sizes give the tiles of the same changes applied one record
+// at a time, and a batch counts its changes.
+func TestBatchAppliesAsItsRecords(t *testing.T) {
+	const parts = 3
+	views := fraudViews(t)
+	vals, pos := routeAll(t, views, benchRecords(t, 3000, 50), parts)
+	single := mustEngine(t, views...)
+	for i, v := range vals {
+		if n, err := single.ApplyRouted(int32(pos[i]), v); err != nil || n != 1 {
+			t.Fatalf("single record %d: %d changes, %v", i, n, err)
+		}
+	}
+	for _, size := range []int{1, 7, 1000} {
+		eng := mustEngine(t, views...)
+		batches := make([][]byte, parts)
+		counts := make([]int, parts)
+		applied := 0
+		flush := func(p int) {
+			if counts[p] == 0 {
+				return
+			}
+			n, err := eng.ApplyRouted(int32(p), batches[p])
+			if err != nil || n != counts[p] {
+				t.Fatalf("batch of %d: %d changes, %v", counts[p], n, err)
+			}
+			applied += n
+			counts[p] = 0
+		}
+		for i, v := range vals {
+			p := pos[i]
+			if counts[p] == 0 {
+				batches[p] = NewBatch(batches[p])
+			}
+			batches[p] = AppendBatchEntry(batches[p], v)
+			if counts[p]++; counts[p] == size {
+				flush(p)
+			}
+		}
+		for p := range parts {
+			flush(p)
+		}
+		if applied != len(vals) {
+			t.Fatalf("batches of %d: %d changes applied, want %d", size, applied, len(vals))
+		}
+		a, b := single.Snapshot(), eng.Snapshot()
+		if len(a) == 0 || len(a) != len(b) {
+			t.Fatalf("batches of %d: %d tiles, want %d", size, len(b), len(a))
+		}
+		for k, ta := range a {
+			ea, _ := ta.Encode()
+			eb, _ := b[k].Encode()
+			if !bytes.Equal(ea, eb) {
+				t.Fatalf("batches of %d: tile %s is\n%s\nwant\n%s", size, k, eb, ea)
+			}
+		}
+	}
+}
+
+// FuzzApplyRoutedBatch: a batch record is outside input too; applying one
+// never panics, and a malformed one is counted invalid, not applied in part
+// beyond its last well-framed change.
+func FuzzApplyRoutedBatch(f *testing.F) {
+	views := []*featurespec.View{mustView(f, clicksYAML)}
+	vals, _ := routeAll(f, views, []Record{
+		{Topic: "events.clicks", Value: []byte(`{"user_id":"u","ts":"2026-11-02T10:00:00Z","page":"a","dwell":3}`)},
+		{Topic: "events.clicks", Offset: 1, Value: []byte(`{"user_id":"v","ts":"2026-11-02T10:00:01Z","page":"b","dwell":4}`)},
+	}, 1)
+	b := NewBatch(nil)
+	for _, v := range vals {
+		b = AppendBatchEntry(b, v)
+	}
+	f.Add(b)
+	f.Add([]byte{routedBatchVersion, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := New(views)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = e.ApplyRouted(0, b)
+		if _, err := e.Flush(); err != nil {
+			t.Fatalf("flush after %q: %v", b, err)
 		}
 	})
 }

@@ -24,8 +24,9 @@ type AggregatorConfig struct {
 	Topic string
 	// TilesTopic is the compacted tile topic state is restored from.
 	TilesTopic string
-	// FlushInterval and FlushEvery bound how long tiles are coalesced
-	// before they are emitted and the repartition offsets committed.
+	// FlushInterval and FlushEvery (routed changes) bound how long tiles
+	// are coalesced before they are emitted and the repartition offsets
+	// committed.
 	FlushInterval time.Duration
 	FlushEvery    int
 	Log           *slog.Logger
@@ -308,16 +309,16 @@ func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generati
 			}
 			m := &f.m
 			a.engMu.Lock()
-			err := a.eng.ApplyRouted(int32(m.Partition), m.Value)
+			changes, err := a.eng.ApplyRouted(int32(m.Partition), m.Value)
 			a.next[int32(m.Partition)] = m.Offset + 1
 			a.engMu.Unlock()
 			if err != nil {
 				if k := a.eng.C.Invalid.Load(); k <= 10 || k%10000 == 0 {
-					log.Warn("skip invalid routed record", "partition", m.Partition, "offset", m.Offset, "invalid_total", k, "err", err)
+					log.Warn("skip invalid routed changes", "partition", m.Partition, "offset", m.Offset, "invalid_total", k, "err", err)
 				}
 			}
 			a.observe(m)
-			pending++
+			pending += changes
 			if pending >= a.cfg.FlushEvery {
 				if err := commit(rctx); err != nil {
 					return a.stopped(rctx, err)

@@ -65,28 +65,48 @@ func (l *lagTracker) Lag() map[PartitionKey]int64 {
 }
 
 // RouteHandler is the source stage's consumer handler: it routes source
-// records to routed records and, on Flush, writes them to the repartition
-// topic before the consumer commits the source offsets.
+// records to routed changes, packs each repartition partition's changes
+// into batch records (core.AppendBatchEntry, at most RecordBytes each),
+// and on Flush writes them to the repartition topic before the consumer
+// commits the source offsets.
 //
-// A flush writes each repartition partition's records in order, in writes
-// of at most one producer batch each, one after another, and stops writing
-// a partition at its first failed write. So what a failed flush leaves on a
-// partition is a prefix of what it meant to write there, never a gap: the
-// aggregator skips a replayed record when a tile already holds a later
-// record of the same source partition (core), which would drop records of a
-// lost batch whose successor landed. (kafka-go's Writer, handed a whole
-// flush, splits a partition's records into batches and keeps writing the
-// later ones after one failed.)
+// A flush writes each repartition partition's batch records in order, in
+// writes of at most one producer batch each, one after another, and stops
+// writing a partition at its first failed write. So what a failed flush
+// leaves on a partition is a prefix of what it meant to write there, never
+// a gap: the aggregator skips a replayed change when a tile already holds
+// a later change of the same source partition (core), which would drop the
+// changes of a lost batch whose successor landed. (kafka-go's Writer,
+// handed a whole flush, splits a partition's records into batches and
+// keeps writing the later ones after one failed.)
 type RouteHandler struct {
 	r   *core.Router
 	out Writer
 	log *slog.Logger
 	c   *core.Counters
 	cfg RouteConfig
-	// parts holds, per repartition partition, the routed records not yet
-	// acknowledged, in source order.
-	parts [][]kafka.Message
+	// parts holds, per repartition partition, the batch records not yet
+	// acknowledged, in source order, and the one being filled.
+	parts []partBatches
 	lagTracker
+}
+
+// partBatches is one repartition partition's routed changes not yet
+// written.
+type partBatches struct {
+	key    []byte
+	sealed []kafka.Message
+	open   []byte
+	time   time.Time
+}
+
+// seal closes the batch record being filled.
+func (pb *partBatches) seal() {
+	if len(pb.open) == 0 {
+		return
+	}
+	pb.sealed = append(pb.sealed, kafka.Message{Key: pb.key, Value: pb.open, Time: pb.time})
+	pb.open = nil
 }
 
 // RouteConfig configures a RouteHandler.
@@ -98,11 +118,19 @@ type RouteConfig struct {
 	// one write holds at most this many records, so kafka-go sends it as a
 	// single batch.
 	BatchSize int
-	Log       *slog.Logger
+	// RecordBytes is the size at which a batch record of routed changes
+	// is closed and a new one started (default DefaultRoutedRecordBytes).
+	RecordBytes int
+	Log         *slog.Logger
 }
 
 // RoutedBatchSize is the batch size of RoutedProducerConfig.
 const RoutedBatchSize = 10000
+
+// DefaultRoutedRecordBytes is the default RouteConfig.RecordBytes: large
+// enough that Kafka's per-record cost vanishes (hundreds of changes per
+// record), small next to the broker's record size limit (1 MB).
+const DefaultRoutedRecordBytes = 64 << 10
 
 // RoutedProducerConfig configures the producer of routed records a
 // RouteHandler with BatchSize RoutedBatchSize writes with: it places
@@ -128,14 +156,27 @@ func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, cfg RouteConf
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 100 // kafka-go's default
 	}
-	return &RouteHandler{r: r, c: c, out: out, log: cfg.Log, cfg: cfg, parts: make([][]kafka.Message, cfg.Partitions)}
+	if cfg.RecordBytes <= 0 {
+		cfg.RecordBytes = DefaultRoutedRecordBytes
+	}
+	cfg.RecordBytes = min(cfg.RecordBytes, maxWriteBytes/2)
+	h := &RouteHandler{r: r, c: c, out: out, log: cfg.Log, cfg: cfg, parts: make([]partBatches, cfg.Partitions)}
+	for p := range h.parts {
+		h.parts[p].key = core.BatchKey(p)
+	}
+	return h
 }
 
-// Balancer places routed records on the repartition partition of their
-// key (core.PartitionOfKey), the placement a starting aggregator restores by.
+// Balancer places routed batch records on the repartition partition their
+// key names (core.BatchKey), and single routed records on the partition of
+// their key (core.PartitionOfKey), the placement a starting aggregator
+// restores by.
 func Balancer() kafkago.Balancer { return kafkago.BalancerFunc(balance) }
 
 func balance(m kafkago.Message, partitions ...int) int {
+	if p, ok := core.PartitionOfBatchKey(m.Key); ok {
+		return partitions[p%len(partitions)]
+	}
 	return partitions[core.PartitionOfKey(m.Key, len(partitions))]
 }
 
@@ -150,8 +191,15 @@ func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
 		TimeMs:    m.Time.UnixMilli(),
 		Value:     m.Value,
 	}, func(key, value []byte) error {
-		p := core.PartitionOfKey(key, h.cfg.Partitions)
-		h.parts[p] = append(h.parts[p], kafka.Message{Key: append([]byte(nil), key...), Value: append([]byte(nil), value...), Time: m.Time})
+		pb := &h.parts[core.PartitionOfKey(key, h.cfg.Partitions)]
+		if pb.open == nil {
+			pb.open = core.NewBatch(make([]byte, 0, h.cfg.RecordBytes+h.cfg.RecordBytes/8))
+			pb.time = m.Time
+		}
+		pb.open = core.AppendBatchEntry(pb.open, value)
+		if len(pb.open) >= h.cfg.RecordBytes {
+			pb.seal()
+		}
 		return nil
 	})
 	if err != nil {
@@ -163,24 +211,27 @@ func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
 	return nil
 }
 
-// Flush writes the routed records of the records handled since the last
+// Flush writes the routed changes of the records handled since the last
 // flush, the partitions in parallel, each in order (see RouteHandler). On
-// failure the records not acknowledged are kept and written first next
-// time; the caller must not commit the source offsets.
+// failure the batch records not acknowledged are kept and written first
+// next time; the caller must not commit the source offsets.
 func (h *RouteHandler) Flush(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(h.parts))
-	for p, msgs := range h.parts {
-		if len(msgs) == 0 {
+	for p := range h.parts {
+		pb := &h.parts[p]
+		pb.seal()
+		if len(pb.sealed) == 0 {
 			continue
 		}
 		wg.Go(func() {
+			msgs := pb.sealed
 			done, err := h.writeInOrder(ctx, msgs)
 			rest := msgs[done:]
 			clear(msgs[len(rest):])
-			h.parts[p] = msgs[:copy(msgs, rest)]
+			pb.sealed = msgs[:copy(msgs, rest)]
 			if err != nil {
-				errs[p] = fmt.Errorf("repartition partition %d: %d of %d routed records written: %w", p, done, len(msgs), err)
+				errs[p] = fmt.Errorf("repartition partition %d: %d of %d routed batch records written: %w", p, done, len(msgs), err)
 			}
 		})
 	}

@@ -35,7 +35,8 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	const (
 		events = 4000
 		parts  = 2
-		batch  = 200
+		batch  = 20   // batch records per write
+		record = 1024 // bytes per batch record: ~18 changes
 	)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
 	if err != nil {
@@ -106,7 +107,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := NewRouteHandler(router, &c, routedOut, RouteConfig{Partitions: parts, BatchSize: batch})
+		h := NewRouteHandler(router, &c, routedOut, RouteConfig{Partitions: parts, BatchSize: batch, RecordBytes: record})
 		for _, m := range source {
 			if err := h.Handle(ctx, m); err != nil {
 				t.Fatal(err)
@@ -164,7 +165,8 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := kafka.ReadAll(ctx, brokers, core.RepartitionTopic, func(m kafkago.Message) error {
-		return eng.ApplyRouted(int32(m.Partition), m.Value)
+		_, err := eng.ApplyRouted(int32(m.Partition), m.Value)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
