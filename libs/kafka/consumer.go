@@ -33,7 +33,11 @@ type ConsumerConfig struct {
 	IdleFlush time.Duration
 	// MaxWait bounds how long a fetch waits for new data.
 	MaxWait time.Duration
-	Log     *slog.Logger
+	// IgnoreTrace hands the handler the run's context instead of one
+	// carrying each record's trace (saves decoding the traceparent header
+	// of every record, for handlers that do not use it).
+	IgnoreTrace bool
+	Log         *slog.Logger
 }
 
 // Consumer reads a consumer group's share of topics from the earliest
@@ -92,23 +96,31 @@ func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
 
 // Run consumes until ctx ends. Records are handed to h; when no record
 // arrived for IdleFlush, every CommitInterval, or every CommitEvery records,
-// h is flushed and then the offsets of the handled records are committed. On exit the last handled records are flushed and
-// committed too. A handler error stops the consumer without committing the
-// failed record, so it is delivered again after a restart.
+// h is flushed and then the offsets of the handled records are committed.
+// On exit the last handled records are flushed and committed too. A
+// handler error stops the consumer without committing the failed record,
+// so it is delivered again after a restart.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
-	var pending []Message
-	lastCommit := time.Now()
+	var (
+		// last is the newest handled record of each partition (what a
+		// commit needs), n how many were handled since the last commit.
+		last       []Message
+		n          int
+		lastCommit = time.Now()
+		lastRecord time.Time
+	)
 	commit := func(cctx context.Context) error {
-		if len(pending) == 0 {
+		if n == 0 {
 			return nil
 		}
 		if err := h.Flush(cctx); err != nil {
 			return fmt.Errorf("flush before commit: %w", err)
 		}
-		if err := c.r.CommitMessages(cctx, pending...); err != nil {
+		if err := c.r.CommitMessages(cctx, last...); err != nil {
 			return fmt.Errorf("commit offsets: %w", err)
 		}
-		pending = pending[:0]
+		clear(last)
+		last, n = last[:0], 0
 		lastCommit = time.Now()
 		return nil
 	}
@@ -117,20 +129,49 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			c.cfg.Log.Warn("close kafka reader", "err", err)
 		}
 	}()
-	for {
-		wait := c.cfg.CommitInterval
-		if len(pending) > 0 {
-			wait = min(c.cfg.IdleFlush, max(0, c.cfg.CommitInterval-time.Since(lastCommit)))
-		}
-		fctx, cancel := context.WithTimeout(ctx, wait)
-		m, err := c.r.FetchMessage(fctx)
+	// A fetch waits under fctx, whose deadline is the next moment a commit
+	// may be due. It is made anew only when it expires, not per record: on
+	// expiry, a record that arrived in the meantime moves the idle moment
+	// on, and a new deadline is set from there.
+	var (
+		fctx   context.Context
+		cancel context.CancelFunc = func() {}
+	)
+	defer func() { cancel() }()
+	arm := func(now time.Time) {
 		cancel()
+		due := lastCommit.Add(c.cfg.CommitInterval)
+		if n > 0 {
+			due = minTime(due, lastRecord.Add(c.cfg.IdleFlush))
+		} else {
+			due = now.Add(c.cfg.CommitInterval)
+		}
+		fctx, cancel = context.WithDeadline(ctx, due)
+	}
+	arm(time.Now())
+	for {
+		m, err := c.r.FetchMessage(fctx)
 		switch {
 		case err == nil:
-			if herr := h.Handle(ExtractTrace(ctx, &m), m); herr != nil {
+			hctx := ctx
+			if !c.cfg.IgnoreTrace {
+				hctx = ExtractTrace(ctx, &m)
+			}
+			if herr := h.Handle(hctx, m); herr != nil {
 				return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, herr)
 			}
-			pending = append(pending, m)
+			c.track(&last, m)
+			n++
+			lastRecord = time.Now()
+			if n >= c.cfg.CommitEvery || lastRecord.Sub(lastCommit) >= c.cfg.CommitInterval {
+				if err := commit(ctx); err != nil {
+					if ctx.Err() != nil {
+						continue
+					}
+					return err
+				}
+				arm(lastRecord)
+			}
 		case ctx.Err() != nil:
 			// Shutting down: flush and commit what was handled.
 			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -138,24 +179,39 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			scancel()
 			return err
 		case errors.Is(err, context.DeadlineExceeded):
-			// Idle: commit what was handled.
+			now := time.Now()
+			if n > 0 && now.Sub(lastRecord) < c.cfg.IdleFlush && now.Sub(lastCommit) < c.cfg.CommitInterval {
+				arm(now) // records kept coming: not idle yet
+				continue
+			}
+			// Idle, or the interval is over: commit what was handled.
 			if err := commit(ctx); err != nil && ctx.Err() == nil {
 				return err
 			}
-			continue
+			arm(time.Now())
 		default:
 			c.cfg.Log.Warn("kafka fetch", "err", err)
-			if !waitBackoff(ctx, 200*time.Millisecond) {
-				continue
-			}
-		}
-		if len(pending) >= c.cfg.CommitEvery || time.Since(lastCommit) >= c.cfg.CommitInterval {
-			if err := commit(ctx); err != nil {
-				if ctx.Err() != nil {
-					continue
-				}
-				return err
-			}
+			waitBackoff(ctx, 200*time.Millisecond)
+			arm(time.Now())
 		}
 	}
+}
+
+// track remembers m as the newest handled record of its partition.
+func (c *Consumer) track(last *[]Message, m Message) {
+	for i := range *last {
+		if l := &(*last)[i]; l.Partition == m.Partition && l.Topic == m.Topic {
+			// Only what a commit reads: the record's data can be freed.
+			l.Offset = m.Offset
+			return
+		}
+	}
+	*last = append(*last, Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

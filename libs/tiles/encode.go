@@ -135,12 +135,8 @@ func (ir *IR) appendJSON(b []byte) ([]byte, error) {
 		b = strconv.AppendInt(b, ir.LastMs, 10)
 	}
 	if ir.Distinct != nil {
-		j, err := ir.Distinct.MarshalJSON()
-		if err != nil {
-			return nil, err
-		}
 		b = append(b, `,"dc":`...)
-		b = append(b, j...)
+		b = ir.Distinct.appendJSON(b)
 	}
 	if q := ir.Quantiles; q != nil {
 		b = append(b, `,"q":{`...)

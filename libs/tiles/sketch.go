@@ -156,12 +156,31 @@ type distinctJSON struct {
 }
 
 // MarshalJSON writes the sparse hashes or the registers in base64.
-func (d *Distinct) MarshalJSON() ([]byte, error) {
-	j := distinctJSON{Sparse: d.Sparse}
-	if d.Regs != nil {
-		j.Regs = base64.StdEncoding.EncodeToString(d.Regs)
+func (d *Distinct) MarshalJSON() ([]byte, error) { return d.appendJSON(nil), nil }
+
+// appendJSON appends what json.Marshal writes for distinctJSON (the
+// tiles are encoded at every flush, reflection was most of their cost).
+func (d *Distinct) appendJSON(b []byte) []byte {
+	b = append(b, '{')
+	if len(d.Sparse) > 0 {
+		b = append(b, `"s":[`...)
+		for i, h := range d.Sparse {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, h, 10)
+		}
+		b = append(b, ']')
 	}
-	return json.Marshal(j)
+	if len(d.Regs) > 0 {
+		if len(d.Sparse) > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `"r":"`...)
+		b = base64.StdEncoding.AppendEncode(b, d.Regs)
+		b = append(b, '"')
+	}
+	return append(b, '}')
 }
 
 // UnmarshalJSON reads what MarshalJSON wrote and checks it.

@@ -1,6 +1,7 @@
 package tiles
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -317,6 +318,43 @@ func FuzzNumberPrecheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if _, err := strconv.ParseFloat(s, 64); err == nil && !mayBeNumber(s) {
 			t.Fatalf("mayBeNumber(%q) = false, but ParseFloat accepts it", s)
+		}
+	})
+}
+
+// FuzzDistinctJSONMatchesEncodingJSON: the hand-written encoding of a
+// distinct counter is what encoding/json writes for its JSON form, sparse
+// or dense, and reads back to the same counter.
+func FuzzDistinctJSONMatchesEncodingJSON(f *testing.F) {
+	f.Add([]byte("abc"), uint8(3))
+	f.Add([]byte{}, uint8(0))
+	f.Add([]byte("x"), uint8(200))
+	f.Fuzz(func(t *testing.T, seed []byte, n uint8) {
+		var d Distinct
+		for i := range int(n) {
+			d.Add(fmt.Sprint(string(seed), i))
+		}
+		j := distinctJSON{Sparse: d.Sparse}
+		if d.Regs != nil {
+			j.Regs = base64.StdEncoding.EncodeToString(d.Regs)
+		}
+		want, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("appendJSON:\n%s\nencoding/json:\n%s", got, want)
+		}
+		var back Distinct
+		if err := back.UnmarshalJSON(got); err != nil {
+			t.Fatal(err)
+		}
+		if back.Estimate() != d.Estimate() {
+			t.Fatalf("read back estimate %v, want %v", back.Estimate(), d.Estimate())
 		}
 	})
 }

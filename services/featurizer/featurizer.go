@@ -227,7 +227,9 @@ func (s *Service) stream(ctx context.Context) error {
 		Topics:         topics,
 		CommitInterval: s.cfg.FlushInterval,
 		CommitEvery:    s.cfg.FlushEvery,
-		Log:            log,
+		// A routed batch mixes many source records: it starts its own trace.
+		IgnoreTrace: true,
+		Log:         log,
 	})
 	if err != nil {
 		return err

@@ -98,7 +98,7 @@ type process struct {
 	aggDone chan error
 }
 
-func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, wrap func(*RouteHandler) kafka.Handler) *process {
+func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, flushInterval time.Duration, wrap func(*RouteHandler) kafka.Handler) *process {
 	t.Helper()
 	eng, err := core.New(views)
 	if err != nil {
@@ -111,11 +111,11 @@ func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*
 	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
 	p.route = NewRouteHandler(router, &eng.C, routedOut, RouteConfig{Partitions: repartitions, BatchSize: RoutedBatchSize})
 	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: core.RepartitionTopic, TilesTopic: tiles.Topic,
-		FlushInterval: 100 * time.Millisecond, FlushEvery: flushEvery}, eng, tileOut); err != nil {
+		FlushInterval: flushInterval, FlushEvery: flushEvery}, eng, tileOut); err != nil {
 		t.Fatal(err)
 	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "route", Topics: eng.Topics(),
-		CommitInterval: 100 * time.Millisecond, CommitEvery: flushEvery})
+		CommitInterval: flushInterval, CommitEvery: flushEvery, IgnoreTrace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		// the 200k records, so each of them happens.
 		if incarnation < 6 {
 			left := 2000 + rng.IntN(28000)
-			p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, func(h *RouteHandler) kafka.Handler {
+			p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, 100*time.Millisecond, func(h *RouteHandler) kafka.Handler {
 				return &crashHandler{RouteHandler: h, left: left, inFlush: w}
 			})
 			select {
@@ -395,7 +395,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 			crashes++
 			continue
 		}
-		p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, nil)
+		p := startProcess(t, ctx, brokers, []*featurespec.View{view}, routedOut, w, 7000, 100*time.Millisecond, nil)
 		testutil.Eventually(t, 3*time.Minute, "the last incarnation to catch up", func() error {
 			select {
 			case err := <-p.aggDone:
