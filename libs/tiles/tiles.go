@@ -331,13 +331,18 @@ func Number(v any) (float64, bool) {
 }
 
 // mayBeNumber rejects, without the allocation of a ParseFloat error, the
-// strings ParseFloat cannot parse because of a byte no number has (ids,
-// timestamps, words); the rest go to ParseFloat.
+// strings ParseFloat cannot parse to a finite number because of a byte no
+// such number has or a first byte none starts with (ids, timestamps, words;
+// inf and nan, which Number refuses anyway); the rest go to ParseFloat.
 func mayBeNumber(s string) bool {
-	if s == "" {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	if i == len(s) || !(s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
+	for ; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= '0' && c <= '9', c == '.', c == '+', c == '-', c == '_':

@@ -301,23 +301,33 @@ func TestAppendJSONSharedIRs(t *testing.T) {
 }
 
 // TestNumberPrecheckAgreesWithParseFloat: the quick rejection never turns
-// away a string ParseFloat accepts.
+// away a string ParseFloat accepts as a finite number, and Number refuses
+// the infinities and NaN either way.
 func TestNumberPrecheckAgreesWithParseFloat(t *testing.T) {
 	for _, s := range []string{"1", "-2.5e3", "+.5", "0x1p-2", "1_000", "Inf", "-infinity", "NaN", "1E9", "0X1P3",
-		"m123", "2026-11-02T10:00:00Z", "2026-11-02 10:00:00+00", "", " 1", "1 ", "12:30", "u1", "true"} {
-		_, err := strconv.ParseFloat(s, 64)
-		if err == nil && !mayBeNumber(s) {
+		"m123", "p12", "2026-11-02T10:00:00Z", "2026-11-02 10:00:00+00", "", " 1", "1 ", "12:30", "u1", "true"} {
+		f, err := strconv.ParseFloat(s, 64)
+		if err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && !mayBeNumber(s) {
 			t.Errorf("mayBeNumber(%q) = false, but ParseFloat accepts it", s)
 		}
+		if _, ok := Number(s); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			t.Errorf("Number(%q) accepted %v", s, f)
+		}
+	}
+	if mayBeNumber("p12") {
+		t.Error(`mayBeNumber("p12") = true: a word starting like a hex exponent goes to ParseFloat`)
 	}
 }
 
 func FuzzNumberPrecheck(f *testing.F) {
 	f.Add("1.5")
 	f.Add("m1")
+	f.Add("p12")
+	f.Add("-.5e3")
+	f.Add("0x1p-2")
 	f.Fuzz(func(t *testing.T, s string) {
-		if _, err := strconv.ParseFloat(s, 64); err == nil && !mayBeNumber(s) {
-			t.Fatalf("mayBeNumber(%q) = false, but ParseFloat accepts it", s)
+		if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && !mayBeNumber(s) {
+			t.Fatalf("mayBeNumber(%q) = false, but ParseFloat accepts it as %v", s, f)
 		}
 	})
 }
