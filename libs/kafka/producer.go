@@ -65,9 +65,22 @@ func (p *Producer) Write(ctx context.Context, msgs ...Message) error {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = trace.ContextWithSpanContext(ctx, newRootSpanContext())
 	}
+	// One trace context for the whole write: rendered once, and the records
+	// without headers of their own share the rendered headers (full
+	// capacity, so appending to one record's headers copies them).
+	var shared []Header
 	for i := range msgs {
-		if !hasHeader(msgs[i].Headers, traceparent) {
-			InjectTrace(ctx, &msgs[i])
+		m := &msgs[i]
+		switch {
+		case len(m.Headers) == 0:
+			if shared == nil {
+				var h []Header
+				traceContext.Inject(ctx, headerCarrier{&h})
+				shared = h[:len(h):len(h)]
+			}
+			m.Headers = shared
+		case !hasHeader(m.Headers, traceparent):
+			InjectTrace(ctx, m)
 		}
 	}
 	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
