@@ -107,7 +107,18 @@ func (t *Tile) Key() string { return Key(t.View, t.Entity, t.ResolutionMs, t.Sta
 
 // Key formats a tile key.
 func Key(view, entity string, resMs, startMs int64) string {
-	return view + "|" + entity + "|" + strconv.FormatInt(resMs, 10) + "|" + strconv.FormatInt(startMs, 10)
+	return string(AppendKey(make([]byte, 0, len(view)+len(entity)+24), view, entity, resMs, startMs))
+}
+
+// AppendKey appends the tile key Key formats to b.
+func AppendKey(b []byte, view, entity string, resMs, startMs int64) []byte {
+	b = append(b, view...)
+	b = append(b, '|')
+	b = append(b, entity...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, resMs, 10)
+	b = append(b, '|')
+	return strconv.AppendInt(b, startMs, 10)
 }
 
 // Encode renders the tile as JSON, its format on the topic.

@@ -88,7 +88,7 @@ type Counters struct {
 // Output is one record for features.tiles: a tile's full state, or a
 // tombstone (Value nil) for an expired tile.
 type Output struct {
-	Key   string
+	Key   []byte
 	Value []byte
 }
 
@@ -608,15 +608,17 @@ func (e *Engine) Flush() ([]Output, error) {
 			continue
 		}
 		from := len(buf)
+		buf = tiles.AppendKey(buf, st.vp.view.Name, st.en.id, st.group.resMs, st.startMs)
+		key := buf[from:len(buf):len(buf)]
 		var err error
 		if buf, err = st.tile(&st.group.scratch).AppendJSON(buf); err != nil {
 			return nil, fmt.Errorf("encode tile %s: %w", st.key(), err)
 		}
-		out = append(out, Output{Key: st.key(), Value: buf[from:len(buf):len(buf)]})
+		out = append(out, Output{Key: key, Value: buf[from+len(key) : len(buf) : len(buf)]})
 	}
 	e.flushBytes = len(buf) + len(buf)/8
 	for _, k := range e.tombs {
-		out = append(out, Output{Key: k})
+		out = append(out, Output{Key: []byte(k)})
 	}
 	e.last.buf, e.last.outs = buf, out
 	e.C.Emitted.Add(int64(len(out) - len(e.tombs)))

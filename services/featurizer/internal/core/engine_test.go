@@ -278,7 +278,7 @@ func TestExpiryEmitsTombstones(t *testing.T) {
 	var tombs []string
 	for _, o := range out {
 		if o.Value == nil {
-			tombs = append(tombs, o.Key)
+			tombs = append(tombs, string(o.Key))
 		}
 	}
 	want := tiles.Key("clicks", "old", 5*minute, t0)
@@ -326,7 +326,7 @@ func TestRestoreThenReplayCountsOnce(t *testing.T) {
 		restarted := mustEngine(t, v)
 		for _, o := range emitted {
 			if o.Value == nil {
-				restarted.RestoreTombstone(0, o.Key)
+				restarted.RestoreTombstone(0, string(o.Key))
 				continue
 			}
 			tl, err := tiles.Decode(o.Value)

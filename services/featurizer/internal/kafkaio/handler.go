@@ -296,7 +296,7 @@ func Emit(ctx context.Context, w Writer, outs []core.Output) error {
 	}
 	msgs := make([]kafka.Message, len(outs))
 	for i, o := range outs {
-		msgs[i] = kafka.Message{Key: []byte(o.Key), Value: o.Value}
+		msgs[i] = kafka.Message{Key: o.Key, Value: o.Value}
 	}
 	if err := w.Write(ctx, msgs...); err != nil {
 		return fmt.Errorf("emit %d tiles: %w", len(outs), err)
