@@ -167,39 +167,60 @@ type IR struct {
 
 // Observe applies one event's value for a feature of aggregation agg: Add,
 // plus the sketch agg needs.
-func (ir *IR) Observe(agg string, v any, tsMs int64) {
-	ir.Add(v, tsMs)
+func (ir *IR) Observe(agg string, v any, tsMs int64) { ir.ObserveValue(agg, ValueOf(v), tsMs) }
+
+// Value is an event's column value with its number reading (Number) done
+// once, for the several IRs one event updates.
+type Value struct {
+	V     any
+	Num   float64
+	IsNum bool
+}
+
+// ValueOf reads v's number once.
+func ValueOf(v any) Value {
+	x, ok := Number(v)
+	return Value{V: v, Num: x, IsNum: ok}
+}
+
+// ObserveValue is Observe of a value read by ValueOf.
+func (ir *IR) ObserveValue(agg string, v Value, tsMs int64) {
+	ir.AddValue(v, tsMs)
 	switch {
 	case agg == featurespec.AggApproxDistinct:
 		if ir.Distinct == nil {
 			ir.Distinct = &Distinct{}
 		}
-		ir.Distinct.Add(v)
+		ir.Distinct.Add(v.V)
 	case featurespec.IsQuantile(agg):
-		if x, ok := Number(v); ok {
+		if v.IsNum {
 			if ir.Quantiles == nil {
 				ir.Quantiles = &Quantiles{}
 			}
-			ir.Quantiles.Add(x)
+			ir.Quantiles.Add(v.Num)
 		}
 	}
 }
 
 // Unobserve retracts a value observed before (see Retract). Quantiles are
 // reversible; a distinct count keeps the value.
-func (ir *IR) Unobserve(agg string, v any) {
-	ir.Retract(v)
-	if ir.Quantiles != nil && featurespec.IsQuantile(agg) {
-		if x, ok := Number(v); ok {
-			ir.Quantiles.Retract(x)
-		}
+func (ir *IR) Unobserve(agg string, v any) { ir.UnobserveValue(agg, ValueOf(v)) }
+
+// UnobserveValue is Unobserve of a value read by ValueOf.
+func (ir *IR) UnobserveValue(agg string, v Value) {
+	ir.RetractValue(v)
+	if ir.Quantiles != nil && featurespec.IsQuantile(agg) && v.IsNum {
+		ir.Quantiles.Retract(v.Num)
 	}
 }
 
 // Add applies one event's value at tsMs.
-func (ir *IR) Add(v any, tsMs int64) {
+func (ir *IR) Add(v any, tsMs int64) { ir.AddValue(ValueOf(v), tsMs) }
+
+// AddValue is Add of a value read by ValueOf.
+func (ir *IR) AddValue(v Value, tsMs int64) {
 	ir.Count++
-	if x, ok := Number(v); ok {
+	if x := v.Num; v.IsNum {
 		if ir.NumCount == 0 || x < ir.Min {
 			ir.Min = x
 		}
@@ -210,26 +231,29 @@ func (ir *IR) Add(v any, tsMs int64) {
 		ir.Sum += x
 		ir.SumSq += x * x
 	}
-	if v == nil {
+	if v.V == nil {
 		return
 	}
 	if ir.First == nil || tsMs < ir.FirstMs {
-		ir.First, ir.FirstMs = v, tsMs
+		ir.First, ir.FirstMs = v.V, tsMs
 	}
 	if ir.Last == nil || tsMs >= ir.LastMs {
-		ir.Last, ir.LastMs = v, tsMs
+		ir.Last, ir.LastMs = v.V, tsMs
 	}
 }
 
 // Retract removes a value added before, for reversible aggregations (count,
 // sum, avg, stddev). Min, max, first and last are not reversible: they keep
 // the retracted value until the tile expires.
-func (ir *IR) Retract(v any) {
+func (ir *IR) Retract(v any) { ir.RetractValue(ValueOf(v)) }
+
+// RetractValue is Retract of a value read by ValueOf.
+func (ir *IR) RetractValue(v Value) {
 	ir.Count--
-	if x, ok := Number(v); ok {
+	if v.IsNum {
 		ir.NumCount--
-		ir.Sum -= x
-		ir.SumSq -= x * x
+		ir.Sum -= v.Num
+		ir.SumSq -= v.Num * v.Num
 	}
 }
 

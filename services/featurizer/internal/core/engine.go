@@ -276,7 +276,7 @@ type Engine struct {
 	seq    uint64
 	srcs   map[string]map[int64]string
 	rt     routed
-	vals   []any
+	vals   []tiles.Value
 	// flushBytes sizes the next flush's tile buffer; spare is a buffer
 	// and outputs slice given back with Recycle.
 	flushBytes int
@@ -498,7 +498,7 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 	}
 	vals := e.vals[:0]
 	for _, c := range im.cols {
-		vals = append(vals, anyOf(c))
+		vals = append(vals, tiles.ValueOf(anyOf(c)))
 	}
 	e.vals = vals
 	applied := false
@@ -532,14 +532,14 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 		}
 		for k, ip := range g.irs {
 			ir := &st.irs[k]
-			var v any
+			var v tiles.Value
 			if ip.col >= 0 && ip.col < len(vals) {
 				v = vals[ip.col]
 			}
 			if add {
-				ir.Observe(ip.agg, v, ts)
+				ir.ObserveValue(ip.agg, v, ts)
 			} else {
-				ir.Unobserve(ip.agg, v)
+				ir.UnobserveValue(ip.agg, v)
 			}
 		}
 		if add && ts > st.maxEventMs {
