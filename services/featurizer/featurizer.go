@@ -183,7 +183,7 @@ func (s *Service) stream(ctx context.Context) error {
 	if err := kafka.EnsureTopics(ctx, brokers, specs...); err != nil {
 		return err
 	}
-	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	tileOut, err := kafka.NewProducer(kafkaio.TileProducerConfig(brokers))
 	if err != nil {
 		return err
 	}

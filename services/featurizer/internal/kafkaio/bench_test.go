@@ -59,7 +59,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		}
 	}
 	_ = src.Close()
-	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 10000})
+	tileOut, err := kafka.NewProducer(TileProducerConfig(brokers))
 	if err != nil {
 		b.Fatal(err)
 	}

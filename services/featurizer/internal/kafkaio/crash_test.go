@@ -358,7 +358,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		t.Fatalf("reference saw %d records, want %d", ref.C.Records.Load(), events)
 	}
 
-	tileOut, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: 5000})
+	tileOut, err := kafka.NewProducer(TileProducerConfig(brokers))
 	if err != nil {
 		t.Fatal(err)
 	}
