@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -219,4 +220,14 @@ func KafkaProcess(t testing.TB, partitions int) string {
 		t.Fatalf("broker process: no address: %v", err)
 	}
 	return strings.TrimSpace(line)
+}
+
+// ProcessCPU is the CPU time (user + system) this process has used so far;
+// benchmarks divide work by it to report a rate per core.
+func ProcessCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

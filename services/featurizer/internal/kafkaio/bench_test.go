@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,7 +69,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	defer func() { _ = routedOut.Close() }()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), processCPU(b)
+	start, cpu0 := time.Now(), testutil.ProcessCPU(b)
 	// Both stages flush (and commit) every 50k events and not by time, so
 	// the tiles emitted per event do not depend on how fast the run is.
 	p := startProcess(b, ctx, brokers, []*featurespec.View{view}, routedOut, tileOut, 50000, time.Minute, nil)
@@ -80,7 +79,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if srcErr, aggErr := p.stop(); srcErr != nil || aggErr != nil {
 		b.Fatalf("source stage %v, aggregation stage %v", srcErr, aggErr)
 	}
-	el, cpu := time.Since(start), processCPU(b)-cpu0
+	el, cpu := time.Since(start), testutil.ProcessCPU(b)-cpu0
 	b.StopTimer()
 	if got := p.eng.C.Records.Load(); got != int64(n) {
 		b.Fatalf("%d records routed, want %d", got, n)
@@ -88,15 +87,6 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(n)/cpu.Seconds(), "events/cpu-s")
 	b.ReportMetric(float64(p.eng.C.Emitted.Load())/float64(n), "tiles/event")
-}
-
-// processCPU is the CPU time (user + system) this process has used.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestMain(m *testing.M) {
