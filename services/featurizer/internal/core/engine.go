@@ -170,18 +170,58 @@ type entity struct {
 	// tiles are the entity's live tiles, mostly in creation order (recent
 	// tiles last, where lookups start).
 	tiles []*tileState
+	// hot is the tile last found or made per resolution (hotSlot): an
+	// event usually lands in the current tile of each resolution, and the
+	// latest-values tile, made first, would otherwise be found last.
+	hot [4]*tileState
+	// top is, per slot, at least the latest start of a live tile (it only
+	// grows): an event past it makes a new tile without a search.
+	top [4]int64
+}
+
+// hotSlot is the entity.hot slot of a resolution (tiles.ResolutionFor's).
+func hotSlot(resMs int64) int {
+	switch resMs {
+	case 0:
+		return 0
+	case 5 * 60_000:
+		return 1
+	case 3_600_000:
+		return 2
+	default:
+		return 3
+	}
 }
 
 func (en *entity) find(resMs, startMs int64) *tileState {
+	slot := hotSlot(resMs)
+	if st := en.hot[slot]; st != nil && st.startMs == startMs && st.group.resMs == resMs {
+		return st
+	}
+	if startMs > en.top[slot] && startMs > 0 {
+		return nil
+	}
 	for i := len(en.tiles) - 1; i >= 0; i-- {
 		if st := en.tiles[i]; st.startMs == startMs && st.group.resMs == resMs {
+			en.hot[slot] = st
 			return st
 		}
 	}
 	return nil
 }
 
+// add appends a new live tile.
+func (en *entity) add(st *tileState) {
+	en.tiles = append(en.tiles, st)
+	slot := hotSlot(st.group.resMs)
+	en.hot[slot] = st
+	en.top[slot] = max(en.top[slot], st.startMs)
+}
+
 func (en *entity) drop(st *tileState) bool {
+	if slot := hotSlot(st.group.resMs); en.hot[slot] == st {
+		en.hot[slot] = nil
+	}
 	for i, o := range en.tiles {
 		if o == st {
 			en.tiles = append(en.tiles[:i], en.tiles[i+1:]...)
@@ -520,7 +560,7 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 				ents[en.id] = en
 			}
 			st = e.newTile(sh, vp, g, en, start)
-			en.tiles = append(en.tiles, st)
+			en.add(st)
 		}
 		if st.seq != e.seq {
 			if last, ok := st.offset(src); ok && rt.srcOffset <= last {
@@ -751,7 +791,7 @@ func (e *Engine) Restore(p int32, t *tiles.Tile) {
 		en.drop(old)
 		e.C.Tiles.Add(-1)
 	}
-	en.tiles = append(en.tiles, e.track(st))
+	en.add(e.track(st))
 	if t.MaxEventMs > en.wm {
 		en.wm = t.MaxEventMs
 	}
