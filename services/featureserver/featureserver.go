@@ -18,7 +18,6 @@ import (
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/service"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/grpcapi"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/store/embedded"
@@ -290,7 +289,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
-	featuresv1.RegisterFeatureServiceServer(base.GRPC.Server, grpcapi.New(online, catalog, cfg.MaxRequestBytes))
+	// The feature service needs its codec (it sends answers already in wire
+	// form), a server option service.New does not take: the server it
+	// built, not yet serving, is replaced by one with the option.
+	plain := base.GRPC
+	if base.GRPC, err = service.NewGRPC(base.Tel, grpcapi.ServerOptions()...); err != nil {
+		return nil, errors.Join(err, store.Close())
+	}
+	plain.Server.Stop()
+	grpcapi.New(online, catalog, cfg.MaxRequestBytes).Register(base.GRPC.Server)
 	base.Admin.AddCheck("feature-views", watcher.Err)
 	if cfg.Pprof {
 		base.Admin.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))

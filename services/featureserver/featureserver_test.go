@@ -18,7 +18,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
@@ -493,5 +496,85 @@ func TestGCSettingsAreApplied(t *testing.T) {
 	}
 	if got := debug.SetMemoryLimit(math.MaxInt64); got != math.MaxInt64 {
 		t.Errorf("memory limit after New with memory-limit-mb 0: %d, want the runtime's left alone", got)
+	}
+}
+
+// TestFeatureServiceSurface: the feature service registered by hand (its
+// answers are written in wire form) looks like the generated one from
+// outside: server reflection resolves it, and the metrics interceptor
+// counts its calls by method and code.
+func TestFeatureServiceSurface(t *testing.T) {
+	brokers := testutil.Kafka(t, 1)
+	featuresDir := t.TempDir()
+	writeView(t, featuresDir, "clicks.yaml", clicksView)
+	fs := start(t, config(t, brokers, featuresDir, t.TempDir()), &clock{now: now})
+	ctx := testutil.Context(t, 10*time.Second)
+
+	ok := &featuresv1.GetOnlineFeaturesRequest{Features: []string{"clicks:count_1h"}, Entities: []*featuresv1.EntityRow{{JoinKeys: map[string]string{"user_id": "u"}}}}
+	if _, err := fs.client.GetOnlineFeatures(ctx, ok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.client.GetOnlineFeatures(ctx, &featuresv1.GetOnlineFeaturesRequest{Features: []string{"nope:x"}, Entities: ok.Entities}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("unknown view: %v, want InvalidArgument", err)
+	}
+	const method = `method="/tributary.features.v1.FeatureService/GetOnlineFeatures"`
+	testutil.Eventually(t, 10*time.Second, "GetOnlineFeatures calls counted on /metrics", func() error {
+		resp, err := http.Get("http://" + fs.svc.AdminAddr() + "/metrics")
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		if cerr := resp.Body.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		for _, code := range []string{"OK", "InvalidArgument"} {
+			found := false
+			for _, line := range strings.Split(string(body), "\n") {
+				if strings.HasPrefix(line, "tributary_grpc_server_requests_total{") && strings.Contains(line, method) && strings.Contains(line, `code="`+code+`"`) {
+					found = strings.HasSuffix(line, " 1")
+				}
+			}
+			if !found {
+				return fmt.Errorf("no count of 1 for code %s", code)
+			}
+		}
+		return nil
+	})
+
+	conn, err := grpc.NewClient(fs.svc.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stream.CloseSend() }()
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "tributary.features.v1.FeatureService"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := resp.GetFileDescriptorResponse().GetFileDescriptorProto()
+	found := false
+	for _, b := range files {
+		fd := &descriptorpb.FileDescriptorProto{}
+		if err := proto.Unmarshal(b, fd); err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range fd.GetService() {
+			if svc.GetName() == "FeatureService" && len(svc.GetMethod()) == 2 && svc.GetMethod()[0].GetName() == "GetOnlineFeatures" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("reflection: FeatureService with GetOnlineFeatures not in %d files (%v)", len(files), resp.GetErrorResponse())
 	}
 }

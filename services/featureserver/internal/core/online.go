@@ -52,6 +52,27 @@ type Value struct {
 	EventMs int64
 }
 
+// Rows are the entity rows of a request, each naming one entity by the
+// values of its join keys.
+type Rows interface {
+	// Len is the number of rows.
+	Len() int
+	// JoinKey returns row i's value of join key key, if it has one.
+	JoinKey(i int, key string) (string, bool)
+}
+
+// MapRows are rows given as maps from join key to value.
+type MapRows []map[string]string
+
+// Len implements Rows.
+func (r MapRows) Len() int { return len(r) }
+
+// JoinKey implements Rows.
+func (r MapRows) JoinKey(i int, key string) (string, bool) {
+	v, ok := r[i][key]
+	return v, ok
+}
+
 // RequestError is a bad request; Field names the offending part.
 type RequestError struct {
 	Field string
@@ -213,10 +234,11 @@ func (r *Result) Release() {
 	r.o.pool.Put(s)
 }
 
-// Get reads refs ("view:feature") for every entity row (join key → value)
-// as of the clock's now. Errors are *RequestError for bad input,
-// ErrOverloaded, the context's error, or a store error.
-func (o *Online) Get(ctx context.Context, refs []string, rows []map[string]string) (*Result, error) {
+// Get reads refs ("view:feature") for every entity row as of the clock's
+// now. Errors are *RequestError for bad input, ErrOverloaded, the
+// context's error, or a store error. Get keeps no string of refs or rows
+// after it returns.
+func (o *Online) Get(ctx context.Context, refs []string, rows Rows) (*Result, error) {
 	if err := o.check(refs, rows); err != nil {
 		return nil, err
 	}
@@ -231,18 +253,19 @@ func (o *Online) Get(ctx context.Context, refs []string, rows []map[string]strin
 	}
 
 	s := o.pool.Get().(*scratch)
-	res := &Result{Rows: len(rows), Cols: len(refs), o: o, s: s}
+	nrows := rows.Len()
+	res := &Result{Rows: nrows, Cols: len(refs), o: o, s: s}
 	if err := o.plan(s, refs, rows); err != nil {
 		res.Release()
 		return nil, err
 	}
 	nowMs := o.now().UnixMilli()
-	n := len(rows) * len(refs)
+	n := nrows * len(refs)
 	if cap(s.values) < n {
 		s.values = make([]Value, n)
 	}
 	s.values = s.values[:n]
-	if err := o.readRows(ctx, s, len(rows), nowMs); err != nil {
+	if err := o.readRows(ctx, s, nrows, nowMs); err != nil {
 		res.Release()
 		return nil, err
 	}
@@ -255,25 +278,26 @@ func (o *Online) Get(ctx context.Context, refs []string, rows []map[string]strin
 	return res, nil
 }
 
-func (o *Online) check(refs []string, rows []map[string]string) error {
+func (o *Online) check(refs []string, rows Rows) error {
+	nrows := rows.Len()
 	switch {
 	case len(refs) == 0:
 		return &RequestError{Field: "features", Msg: "at least one feature reference (view:feature) is required"}
-	case len(rows) == 0:
+	case nrows == 0:
 		return &RequestError{Field: "entities", Msg: "at least one entity row is required"}
 	case len(refs) > o.limits.MaxFeatures:
 		return &RequestError{Field: "features", Msg: fmt.Sprintf("%d feature references, the limit is %d", len(refs), o.limits.MaxFeatures)}
-	case len(rows) > o.limits.MaxRows:
-		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d entity rows, the limit is %d", len(rows), o.limits.MaxRows)}
-	case len(rows)*len(refs) > o.limits.MaxValues:
-		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d rows × %d features = %d values, the limit is %d", len(rows), len(refs), len(rows)*len(refs), o.limits.MaxValues)}
+	case nrows > o.limits.MaxRows:
+		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d entity rows, the limit is %d", nrows, o.limits.MaxRows)}
+	case nrows*len(refs) > o.limits.MaxValues:
+		return &RequestError{Field: "entities", Msg: fmt.Sprintf("%d rows × %d features = %d values, the limit is %d", nrows, len(refs), nrows*len(refs), o.limits.MaxValues)}
 	}
 	return nil
 }
 
 // plan resolves refs against the catalog (or finds them resolved) and
 // lists the (view, entity) reads.
-func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error {
+func (o *Online) plan(s *scratch, refs []string, rows Rows) error {
 	views := o.catalog.Views()
 	s.plan = nil
 	for i := range o.plans {
@@ -293,9 +317,14 @@ func (o *Online) plan(s *scratch, refs []string, rows []map[string]string) error
 	return s.planFetches(rows)
 }
 
-// resolve resolves refs against views.
+// resolve resolves refs against views. The plan outlives the request, so
+// it keeps copies of the names (a request's strings may be parts of its
+// whole encoded body).
 func resolve(views *Views, refs []string) (*refsPlan, error) {
-	p := &refsPlan{catalog: views, names: slices.Clone(refs), refs: make([]refPlan, 0, len(refs))}
+	p := &refsPlan{catalog: views, names: make([]string, len(refs)), refs: make([]refPlan, 0, len(refs))}
+	for i, ref := range refs {
+		p.names[i] = strings.Clone(ref)
+	}
 	for i, ref := range refs {
 		vname, fname, ok := strings.Cut(ref, ":")
 		if !ok || vname == "" || fname == "" {
@@ -327,16 +356,16 @@ func resolve(views *Views, refs []string) (*refsPlan, error) {
 }
 
 // planFetches lists the (view, entity) reads of rows.
-func (s *scratch) planFetches(rows []map[string]string) error {
+func (s *scratch) planFetches(rows Rows) error {
 	views := s.plan.views
-	n := len(rows) * len(views)
+	n := rows.Len() * len(views)
 	if cap(s.fetches) < n {
 		s.fetches = append(s.fetches[:cap(s.fetches)], make([]fetch, n-cap(s.fetches))...)
 	}
 	s.fetches = s.fetches[:n]
-	for r, row := range rows {
+	for r := range rows.Len() {
 		for vi, v := range views {
-			id, err := s.entityID(v.Spec, row)
+			id, err := s.entityID(v.Spec, rows, r)
 			if err != nil {
 				return &RequestError{Field: "entities[" + strconv.Itoa(r) + "]", Msg: err.Error()}
 			}
@@ -380,10 +409,10 @@ func (p *refsPlan) planGroups() {
 	}
 }
 
-func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, error) {
+func (s *scratch) entityID(v *featurespec.View, rows Rows, r int) (string, error) {
 	keys := v.Entity.JoinKeys
 	if len(keys) == 1 {
-		id, ok := row[keys[0]]
+		id, ok := rows.JoinKey(r, keys[0])
 		if !ok || id == "" {
 			return "", fmt.Errorf("missing join key %q of feature view %q", keys[0], v.Name)
 		}
@@ -391,7 +420,7 @@ func (s *scratch) entityID(v *featurespec.View, row map[string]string) (string, 
 	}
 	s.keys = s.keys[:0]
 	for _, k := range keys {
-		id, ok := row[k]
+		id, ok := rows.JoinKey(r, k)
 		if !ok || id == "" {
 			return "", fmt.Errorf("missing join key %q of feature view %q", k, v.Name)
 		}

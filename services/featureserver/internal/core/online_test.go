@@ -267,7 +267,7 @@ func TestWindowsMatchBruteForce(t *testing.T) {
 		for _, ahead := range []int64{0, 1, 299_999, 300_000, 610_000, 3_600_000, 86_400_000} {
 			now := base + ahead
 			fx.clock.Set(time.UnixMilli(now))
-			res, err := fx.online.Get(context.Background(), refsOf(v), []map[string]string{user(entity)})
+			res, err := fx.online.Get(context.Background(), refsOf(v), core.MapRows{user(entity)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -319,7 +319,7 @@ func TestStatusAndEventTime(t *testing.T) {
 
 	get := func() []core.Value {
 		t.Helper()
-		res, err := fx.online.Get(context.Background(), []string{"txns:count_10m", "txns:avg_24h", "txns:last_amount", "txns:first_1h"}, []map[string]string{user("u1"), user("nobody")})
+		res, err := fx.online.Get(context.Background(), []string{"txns:count_10m", "txns:avg_24h", "txns:last_amount", "txns:first_1h"}, core.MapRows{user("u1"), user("nobody")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,7 +373,7 @@ func TestCompositeJoinKeys(t *testing.T) {
 	now := fx.clock.Now().UnixMilli()
 	id := tiles.EntityID([]string{"u1", "m9"})
 	fx.put(t, v, buildTiles(v, id, []event{{ts: now - 1000}, {ts: now - 2000}, {ts: now - 3000}})...)
-	res, err := fx.online.Get(context.Background(), []string{"pairs:count_1h"}, []map[string]string{
+	res, err := fx.online.Get(context.Background(), []string{"pairs:count_1h"}, core.MapRows{
 		{"user_id": "u1", "merchant_id": "m9"},
 		{"merchant_id": "m9", "user_id": "u2"},
 	})
@@ -394,8 +394,8 @@ func TestBadRequests(t *testing.T) {
 	limits := core.DefaultLimits()
 	limits.MaxRows, limits.MaxFeatures, limits.MaxValues = 3, 4, 6
 	fx := newFixture(t, limits, txnView, pairView)
-	rows := func(n int) []map[string]string {
-		out := make([]map[string]string, n)
+	rows := func(n int) core.MapRows {
+		out := make(core.MapRows, n)
 		for i := range out {
 			out[i] = user(fmt.Sprint(i))
 		}
@@ -404,7 +404,7 @@ func TestBadRequests(t *testing.T) {
 	tests := []struct {
 		name  string
 		refs  []string
-		rows  []map[string]string
+		rows  core.MapRows
 		field string
 		msg   string
 	}{
@@ -417,9 +417,9 @@ func TestBadRequests(t *testing.T) {
 		{"empty feature", []string{"txns:"}, rows(1), "features[0]", "not of the form"},
 		{"unknown view", []string{"nope:count_10m"}, rows(1), "features[0]", `unknown feature view "nope"`},
 		{"unknown feature", []string{"txns:count_99m"}, rows(1), "features[0]", `feature view "txns" has no feature "count_99m"`},
-		{"missing join key", []string{"txns:count_10m"}, []map[string]string{user("a"), {"userid": "b"}}, "entities[1]", `missing join key "user_id" of feature view "txns"`},
-		{"empty join key", []string{"txns:count_10m"}, []map[string]string{user("")}, "entities[0]", `missing join key "user_id"`},
-		{"missing second join key", []string{"pairs:count_1h"}, []map[string]string{user("a")}, "entities[0]", `missing join key "merchant_id" of feature view "pairs"`},
+		{"missing join key", []string{"txns:count_10m"}, core.MapRows{user("a"), {"userid": "b"}}, "entities[1]", `missing join key "user_id" of feature view "txns"`},
+		{"empty join key", []string{"txns:count_10m"}, core.MapRows{user("")}, "entities[0]", `missing join key "user_id"`},
+		{"missing second join key", []string{"pairs:count_1h"}, core.MapRows{user("a")}, "entities[0]", `missing join key "merchant_id" of feature view "pairs"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -440,7 +440,7 @@ func TestContextEndedIsReported(t *testing.T) {
 	fx := newFixture(t, core.DefaultLimits(), txnView)
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
-	_, err := fx.online.Get(ctx, []string{"txns:count_10m"}, []map[string]string{user("u")})
+	_, err := fx.online.Get(ctx, []string{"txns:count_10m"}, core.MapRows{user("u")})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("expired deadline: err = %v, want DeadlineExceeded", err)
 	}
@@ -473,7 +473,7 @@ func TestOverloadIsRefusedAndDeadlinesHonoured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs, rows := []string{"txns:count_10m"}, []map[string]string{user("u")}
+	refs, rows := []string{"txns:count_10m"}, core.MapRows{user("u")}
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -521,7 +521,7 @@ func TestConcurrentFetchAgreesWithSerial(t *testing.T) {
 	fx := newFixture(t, core.DefaultLimits(), txnView)
 	v := fx.views[0]
 	now := fx.clock.Now().UnixMilli()
-	var rows []map[string]string
+	var rows core.MapRows
 	for i := range 100 {
 		id := fmt.Sprintf("u%d", i)
 		var evs []event
@@ -589,7 +589,7 @@ func TestRewrittenTileInvalidatesCachedWindow(t *testing.T) {
 	fx.put(t, v, buildTiles(v, "u", evs)...)
 	read := func() float64 {
 		t.Helper()
-		res, err := fx.online.Get(context.Background(), []string{"txns:min_7d", "txns:avg_24h"}, []map[string]string{user("u")})
+		res, err := fx.online.Get(context.Background(), []string{"txns:min_7d", "txns:avg_24h"}, core.MapRows{user("u")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -706,7 +706,7 @@ func TestSketchesBesideCachedWindows(t *testing.T) {
 		if round%2 == 1 {
 			slices.Reverse(refs)
 		}
-		res, err := fx.online.Get(context.Background(), refs, []map[string]string{user("u")})
+		res, err := fx.online.Get(context.Background(), refs, core.MapRows{user("u")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -742,7 +742,7 @@ func TestReloadedViewsReplaceResolvedRequests(t *testing.T) {
 	}
 	refs := []string{"txns:count_10m", "txns:sum_1h"}
 	get := func() ([]core.Value, error) {
-		res, err := on.Get(context.Background(), slices.Clone(refs), []map[string]string{user("u")})
+		res, err := on.Get(context.Background(), slices.Clone(refs), core.MapRows{user("u")})
 		if err != nil {
 			return nil, err
 		}
@@ -785,7 +785,7 @@ func TestConcurrentReadersShareCaches(t *testing.T) {
 	fx := newFixture(t, core.DefaultLimits(), txnView)
 	v := fx.views[0]
 	now := fx.clock.Now().UnixMilli()
-	var rows []map[string]string
+	var rows core.MapRows
 	for i := range 6 {
 		id := fmt.Sprintf("u%d", i)
 		var evs []event

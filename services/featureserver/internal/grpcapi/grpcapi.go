@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
@@ -23,165 +23,125 @@ import (
 // naming the size rather than the transport's generic ResourceExhausted.
 const DefaultMaxRequestBytes = 2 << 20
 
-// Server implements featuresv1.FeatureServiceServer.
+// Server serves tributary.features.v1.FeatureService. Register it with
+// Register on a gRPC server built with ServerOptions: its GetOnlineFeatures
+// answers are written in wire form and need the package's Codec.
 type Server struct {
-	featuresv1.UnimplementedFeatureServiceServer
 	online   *core.Online
 	catalog  *core.Catalog
 	maxBytes int
+	pool     *bufferPool
+	requests sync.Pool
 }
-
-var _ featuresv1.FeatureServiceServer = (*Server)(nil)
 
 // New returns the gRPC service; maxRequestBytes 0 means the default.
 func New(online *core.Online, catalog *core.Catalog, maxRequestBytes int) *Server {
 	if maxRequestBytes <= 0 {
 		maxRequestBytes = DefaultMaxRequestBytes
 	}
-	return &Server{online: online, catalog: catalog, maxBytes: maxRequestBytes}
+	s := &Server{online: online, catalog: catalog, maxBytes: maxRequestBytes, pool: &bufferPool{}}
+	s.requests.New = func() any { return new(request) }
+	return s
 }
 
-// GetOnlineFeatures implements featuresv1.FeatureServiceServer.
-func (s *Server) GetOnlineFeatures(ctx context.Context, req *featuresv1.GetOnlineFeaturesRequest) (*featuresv1.GetOnlineFeaturesResponse, error) {
-	if n := proto.Size(req); n > s.maxBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "request: %d bytes, the limit is %d; split the entity rows over several calls", n, s.maxBytes)
+// featureService is what the service description dispatches to.
+type featureService interface {
+	newRequest() *request
+	freeRequest(*request)
+	getOnlineFeatures(ctx context.Context, req *request) (*encodedResponse, error)
+	ListFeatureViews(ctx context.Context, req *featuresv1.ListFeatureViewsRequest) (*featuresv1.ListFeatureViewsResponse, error)
+}
+
+var _ featureService = (*Server)(nil)
+
+// Register registers the service on r (a *grpc.Server built with
+// ServerOptions). It is the service of features.proto under the same
+// names, so clients, reflection and interceptors see no difference from
+// the generated registration; only the response's encoding is done here.
+func (s *Server) Register(r grpc.ServiceRegistrar) { r.RegisterService(serviceDesc(), s) }
+
+func serviceDesc() *grpc.ServiceDesc {
+	gen := &featuresv1.FeatureService_ServiceDesc
+	return &grpc.ServiceDesc{
+		ServiceName: gen.ServiceName,
+		HandlerType: (*featureService)(nil),
+		Methods: []grpc.MethodDesc{
+			{MethodName: "GetOnlineFeatures", Handler: getOnlineFeaturesHandler},
+			{MethodName: "ListFeatureViews", Handler: listFeatureViewsHandler},
+		},
+		Streams:  []grpc.StreamDesc{},
+		Metadata: gen.Metadata,
 	}
-	rows := make([]map[string]string, len(req.GetEntities()))
-	for i, e := range req.GetEntities() {
-		if e == nil {
-			return nil, status.Errorf(codes.InvalidArgument, "entities[%d]: empty entity row", i)
+}
+
+// getOnlineFeaturesHandler decodes the request with the Codec into a
+// reused request, which interceptors see as the call's request; it is
+// recycled once the answer is encoded (the answer holds no part of it).
+func getOnlineFeaturesHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(featureService)
+	req := s.newRequest()
+	defer s.freeRequest(req)
+	if err := dec(req); err != nil {
+		return nil, err
+	}
+	handle := func(ctx context.Context, req any) (any, error) {
+		resp, err := s.getOnlineFeatures(ctx, req.(*request))
+		if err != nil {
+			return nil, err
 		}
-		rows[i] = e.GetJoinKeys()
+		return resp, nil
 	}
-	res, err := s.online.Get(ctx, req.GetFeatures(), rows)
+	if interceptor == nil {
+		return handle(ctx, req)
+	}
+	return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: featuresv1.FeatureService_GetOnlineFeatures_FullMethodName}, handle)
+}
+
+func listFeatureViewsHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	req := new(featuresv1.ListFeatureViewsRequest)
+	if err := dec(req); err != nil {
+		return nil, err
+	}
+	s := srv.(featureService)
+	handle := func(ctx context.Context, req any) (any, error) {
+		return s.ListFeatureViews(ctx, req.(*featuresv1.ListFeatureViewsRequest))
+	}
+	if interceptor == nil {
+		return handle(ctx, req)
+	}
+	return interceptor(ctx, req, &grpc.UnaryServerInfo{Server: srv, FullMethod: featuresv1.FeatureService_ListFeatureViews_FullMethodName}, handle)
+}
+
+func (s *Server) newRequest() *request {
+	r := s.requests.Get().(*request)
+	r.maxBytes = s.maxBytes
+	return r
+}
+
+func (s *Server) freeRequest(r *request) {
+	// Huge requests do not pin their buffers in the pool.
+	if cap(r.features) > 1<<12 || cap(r.keys) > 1<<14 {
+		return
+	}
+	r.reset()
+	s.requests.Put(r)
+}
+
+// getOnlineFeatures answers GetOnlineFeatures in wire form.
+func (s *Server) getOnlineFeatures(ctx context.Context, req *request) (*encodedResponse, error) {
+	if req.err != nil {
+		return nil, status.Error(codes.InvalidArgument, req.err.Error())
+	}
+	res, err := s.online.Get(ctx, req.features, req)
 	if err != nil {
 		return nil, Status(err)
 	}
 	defer res.Release()
-	return &featuresv1.GetOnlineFeaturesResponse{Features: req.GetFeatures(), Results: encode(res)}, nil
-}
-
-// encode builds the response vectors with a handful of allocations: the
-// messages of each kind are allocated together and pointed into, and the
-// values of a row with the same event time share one Timestamp (the
-// features of one window have the newest event of that window), which
-// marshals the same as separate copies.
-func encode(res *core.Result) []*featuresv1.FeatureVector {
-	n := len(res.Values)
-	var nd, ni, ns, nb, nts int
-	var seen eventTimes
-	for i := range res.Values {
-		v := &res.Values[i]
-		if i%res.Cols == 0 {
-			seen.reset()
-		}
-		switch v.Kind {
-		case core.KindDouble:
-			nd++
-		case core.KindInt64:
-			ni++
-		case core.KindString:
-			ns++
-		case core.KindBool:
-			nb++
-		}
-		if _, ok := seen.find(v.EventMs); v.EventMs > 0 && !ok {
-			seen.add(v.EventMs, nil)
-			nts++
-		}
+	resp, err := encodeResponse(req.features, res, s.pool)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
 	}
-	vecs := make([]featuresv1.FeatureVector, res.Rows)
-	vecPtrs := make([]*featuresv1.FeatureVector, res.Rows)
-	fvs := make([]featuresv1.FeatureValue, n)
-	fvPtrs := make([]*featuresv1.FeatureValue, n)
-	vals := make([]featuresv1.Value, nd+ni+ns+nb)
-	ds := make([]featuresv1.Value_DoubleValue, nd)
-	is := make([]featuresv1.Value_Int64Value, ni)
-	ss := make([]featuresv1.Value_StringValue, ns)
-	bs := make([]featuresv1.Value_BoolValue, nb)
-	tss := make([]timestamppb.Timestamp, nts)
-	var iv, id, ii, is2, ib, its int
-	for i := range res.Values {
-		v := &res.Values[i]
-		if i%res.Cols == 0 {
-			seen.reset()
-		}
-		fv := &fvs[i]
-		fvPtrs[i] = fv
-		fv.Status = featuresv1.FeatureStatus(v.Status)
-		if v.Kind != core.KindNone {
-			val := &vals[iv]
-			iv++
-			switch v.Kind {
-			case core.KindDouble:
-				ds[id].DoubleValue = v.Double
-				val.Kind = &ds[id]
-				id++
-			case core.KindInt64:
-				is[ii].Int64Value = v.Int
-				val.Kind = &is[ii]
-				ii++
-			case core.KindString:
-				ss[is2].StringValue = v.Str
-				val.Kind = &ss[is2]
-				is2++
-			case core.KindBool:
-				bs[ib].BoolValue = v.Bool
-				val.Kind = &bs[ib]
-				ib++
-			}
-			fv.Value = val
-		}
-		if v.EventMs > 0 {
-			// The same finds and adds as when counting, so exactly nts
-			// Timestamps are taken.
-			ts, ok := seen.find(v.EventMs)
-			if !ok {
-				ts = &tss[its]
-				its++
-				ts.Seconds = v.EventMs / 1000
-				ts.Nanos = int32(v.EventMs%1000) * 1e6
-				seen.add(v.EventMs, ts)
-			}
-			fv.EventTime = ts
-		}
-	}
-	for r := range vecs {
-		vecs[r].Values = fvPtrs[r*res.Cols : (r+1)*res.Cols : (r+1)*res.Cols]
-		vecPtrs[r] = &vecs[r]
-	}
-	return vecPtrs
-}
-
-// eventTimes remembers the last few distinct event times of a row; a row
-// with more distinct times than it holds just gets more Timestamps.
-type eventTimes struct {
-	ms   [8]int64
-	ts   [8]*timestamppb.Timestamp
-	n    int
-	next int
-}
-
-func (e *eventTimes) reset() { e.n, e.next = 0, 0 }
-
-// find returns the Timestamp remembered for ms.
-func (e *eventTimes) find(ms int64) (*timestamppb.Timestamp, bool) {
-	for i := range e.n {
-		if e.ms[i] == ms {
-			return e.ts[i], true
-		}
-	}
-	return nil, false
-}
-
-func (e *eventTimes) add(ms int64, ts *timestamppb.Timestamp) {
-	if e.n < len(e.ms) {
-		e.ms[e.n], e.ts[e.n] = ms, ts
-		e.n++
-		return
-	}
-	e.ms[e.next], e.ts[e.next] = ms, ts
-	e.next = (e.next + 1) % len(e.ms)
+	return resp, nil
 }
 
 // ListFeatureViews implements featuresv1.FeatureServiceServer.

@@ -116,8 +116,8 @@ func serve(tb testing.TB, entities int, limits core.Limits) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	featuresv1.RegisterFeatureServiceServer(srv, grpcapi.New(on, cat, 0))
+	srv := grpc.NewServer(grpcapi.ServerOptions()...)
+	grpcapi.New(on, cat, 0).Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -209,9 +209,11 @@ func TestStatusCodes(t *testing.T) {
 	}
 }
 
-// FuzzGetOnlineFeatures feeds arbitrary requests through the handler: it
-// must answer OK, InvalidArgument or nothing else, never panic, and an OK
-// answer has one vector per row and one value per feature.
+// FuzzGetOnlineFeatures feeds arbitrary bytes through the handler (the
+// server's own request decoder included): it must answer OK or
+// InvalidArgument and nothing else, never panic; bytes proto.Unmarshal
+// rejects get InvalidArgument; an OK answer has one vector per row and one
+// value per feature.
 func FuzzGetOnlineFeatures(f *testing.F) {
 	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
 	if err != nil {
@@ -245,15 +247,20 @@ func FuzzGetOnlineFeatures(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req := &featuresv1.GetOnlineFeaturesRequest{}
-		if err := proto.Unmarshal(b, req); err != nil {
-			return
-		}
-		resp, err := srv.GetOnlineFeatures(context.Background(), req)
+		valid := proto.Unmarshal(b, req) == nil
+		out, err := srv.GetOnlineFeaturesWire(context.Background(), b, nil)
 		if err != nil {
 			if c := status.Code(err); c != codes.InvalidArgument {
 				t.Fatalf("code %s: %v", c, err)
 			}
 			return
+		}
+		if !valid {
+			t.Fatal("answered a request proto.Unmarshal rejects")
+		}
+		resp := &featuresv1.GetOnlineFeaturesResponse{}
+		if err := proto.Unmarshal(out, resp); err != nil {
+			t.Fatalf("the answer does not decode: %v", err)
 		}
 		if len(resp.GetResults()) != len(req.GetEntities()) {
 			t.Fatalf("%d vectors for %d rows", len(resp.GetResults()), len(req.GetEntities()))
@@ -321,7 +328,7 @@ func BenchmarkCore_1x50(b *testing.B) {
 		b.Fatal(err)
 	}
 	req := request(v, 1)
-	rows := []map[string]string{req.Entities[0].JoinKeys}
+	rows := core.MapRows{req.Entities[0].JoinKeys}
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := on.Get(context.Background(), req.Features, rows)
@@ -350,7 +357,7 @@ func BenchmarkCore_100x50(b *testing.B) {
 		b.Fatal(err)
 	}
 	req := request(v, 100)
-	rows := make([]map[string]string, len(req.Entities))
+	rows := make(core.MapRows, len(req.Entities))
 	for i, e := range req.Entities {
 		rows[i] = e.JoinKeys
 	}
@@ -392,15 +399,7 @@ func benchmarkServerSide(b *testing.B, entities int) {
 	var out []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		req := &featuresv1.GetOnlineFeaturesRequest{}
-		if err := proto.Unmarshal(in, req); err != nil {
-			b.Fatal(err)
-		}
-		resp, err := srv.GetOnlineFeatures(ctx, req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if out, err = (proto.MarshalOptions{}).MarshalAppend(out[:0], resp); err != nil {
+		if out, err = srv.GetOnlineFeaturesWire(ctx, in, out[:0]); err != nil {
 			b.Fatal(err)
 		}
 	}

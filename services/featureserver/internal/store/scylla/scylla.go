@@ -276,6 +276,10 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 	}
 	var resMs, startMs, maxEv int64
 	var fs []byte
+	// Decoded tiles and cache keys outlive the call: they get their own
+	// copy of the entity, not the caller's string (which may be part of a
+	// whole request's bytes).
+	owned := ""
 	for it.Scan(&resMs, &startMs, &maxEv, &fs) {
 		k := tileKey{view: view, entity: entity, resMs: resMs, startMs: startMs}
 		if sh != nil {
@@ -284,7 +288,11 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 				continue
 			}
 		}
-		t := &tiles.Tile{View: view, Entity: entity, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
+		if owned == "" {
+			owned = strings.Clone(entity)
+		}
+		k.entity = owned
+		t := &tiles.Tile{View: view, Entity: owned, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
 		if err := json.Unmarshal(fs, &t.Features); err != nil {
 			_ = it.Close()
 			return dst, fmt.Errorf("decode tile %s: %w", t.Key(), err)
