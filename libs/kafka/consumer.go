@@ -171,6 +171,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 					return err
 				}
 				arm(lastRecord)
+			} else if n == 1 {
+				// The first record since a commit: the wait armed while
+				// nothing was pending ends at the interval, but an idle
+				// stream must be committed IdleFlush after this record.
+				arm(lastRecord)
 			}
 		case ctx.Err() != nil:
 			// Shutting down: flush and commit what was handled.

@@ -215,3 +215,48 @@ func TestReadAllReadsEveryPartition(t *testing.T) {
 		t.Fatalf("read %d distinct keys, want %d", len(got), len(want))
 	}
 }
+
+// TestIdleStreamIsFlushedWithoutWaitingForTheInterval: with an hour-long
+// commit interval, records that stop arriving are flushed and committed
+// once the stream is idle (IdleFlush), batch after batch: the first record
+// after a commit must not wait for the interval.
+func TestIdleStreamIsFlushedWithoutWaitingForTheInterval(t *testing.T) {
+	addr := testutil.Kafka(t, 1)
+	ctx := testutil.Context(t, 60*time.Second)
+	p, err := NewProducer(ProducerConfig{Brokers: []string{addr}, Topic: "idle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	c, err := NewConsumer(ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"idle"},
+		CommitInterval: time.Hour, IdleFlush: 5 * time.Millisecond, IgnoreTrace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx, r) }()
+	for i, key := range []string{"a", "b", "c"} {
+		if err := p.Write(ctx, Message{Key: []byte(key), Value: []byte("v")}); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 30*time.Second, "record "+key+" flushed", func() error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.flushed < i+1 {
+				return fmt.Errorf("%d records flushed, %d handled", r.flushed, len(r.handled))
+			}
+			return nil
+		})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range r.traces {
+		if tc.IsValid() {
+			t.Fatalf("IgnoreTrace: the handler got a record's trace %s", tc.TraceID())
+		}
+	}
+}
