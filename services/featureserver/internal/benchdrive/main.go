@@ -11,10 +11,15 @@
 // queueing shows up as server latency. This client decodes responses with
 // the generated code, as a Go caller of the feature server does.
 //
-// Open loop: calls start on schedule whatever earlier calls are doing, so a
-// slow server shows up as latency, not as a lower rate. Calls are started
-// in batches on a 1 ms tick; a call's latency runs from its actual start
-// to its decoded answer.
+// Open loop (--rate): calls start on schedule whatever earlier calls are
+// doing, so a slow server shows up as latency, not as a lower rate. Calls
+// are started in batches on a 1 ms tick; a call's latency runs from its
+// actual start to its decoded answer. Closed loop (--concurrency): that
+// many callers each start the next call when the last one is answered,
+// which measures the most calls per second the server (or this client,
+// see client_cpu_us) manages; --decode shape then keeps the client's own
+// work small by counting rows and values on the wire instead of building
+// messages.
 package main
 
 import (
@@ -44,6 +49,8 @@ type options struct {
 	call        string
 	data        string
 	rate        int
+	concurrency int
+	decode      string
 	duration    time.Duration
 	timeout     time.Duration
 	maxInFlight int
@@ -51,19 +58,28 @@ type options struct {
 
 // Report is the printed result.
 type Report struct {
-	Call     string         `json:"call"`
-	Rate     int            `json:"rate"`
-	Count    int            `json:"count"`
-	OK       int            `json:"ok"`
-	Codes    map[string]int `json:"codes"`
-	Skipped  int            `json:"skipped"`
-	Elapsed  float64        `json:"elapsed_s"`
-	OKRate   float64        `json:"ok_per_s"`
-	P50Ms    float64        `json:"p50_ms"`
-	P99Ms    float64        `json:"p99_ms"`
-	P999Ms   float64        `json:"p999_ms"`
-	MaxMs    float64        `json:"max_ms"`
-	FirstErr string         `json:"first_error,omitempty"`
+	Call string `json:"call"`
+	// Mode is "open" (calls start at Rate per second) or "closed"
+	// (Concurrency callers, each starting its next call when the last
+	// one is answered: the most the server and this client manage).
+	Mode        string         `json:"mode"`
+	Rate        int            `json:"rate"`
+	Concurrency int            `json:"concurrency,omitempty"`
+	Decode      string         `json:"decode"`
+	Count       int            `json:"count"`
+	OK          int            `json:"ok"`
+	Codes       map[string]int `json:"codes"`
+	Skipped     int            `json:"skipped"`
+	Elapsed     float64        `json:"elapsed_s"`
+	OKRate      float64        `json:"ok_per_s"`
+	P50Ms       float64        `json:"p50_ms"`
+	P99Ms       float64        `json:"p99_ms"`
+	P999Ms      float64        `json:"p999_ms"`
+	MaxMs       float64        `json:"max_ms"`
+	// ClientCPUUs is this process's CPU time (user + system) per call: at
+	// 1e6 / ClientCPUUs calls per second the load generator's core is full.
+	ClientCPUUs float64 `json:"client_cpu_us"`
+	FirstErr    string  `json:"first_error,omitempty"`
 }
 
 func main() {
@@ -72,10 +88,12 @@ func main() {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:9101", "featureserver gRPC address")
 	fs.StringVar(&o.call, "call", "features", "features (GetOnlineFeatures) or noop (grpc.health.v1.Health/Check)")
 	fs.StringVar(&o.data, "data", "", "JSON array of GetOnlineFeatures requests, sent round-robin (call=features)")
-	fs.IntVar(&o.rate, "rate", 1000, "calls per second")
+	fs.IntVar(&o.rate, "rate", 1000, "calls per second (open loop)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "closed loop with this many callers instead of a rate: each starts its next call when its last is answered")
+	fs.StringVar(&o.decode, "decode", "messages", "how answers are read (call=features): messages (the generated code, as a Go caller does) or shape (rows and values per row counted on the wire, no messages built: little client CPU, to measure the server's maximum)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long calls are started")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "deadline of one call")
-	fs.IntVar(&o.maxInFlight, "max-in-flight", 20000, "calls outstanding at once; a call due beyond it is skipped and counted")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 20000, "calls outstanding at once (open loop); a call due beyond it is skipped and counted")
 	_ = fs.Parse(os.Args[1:])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -112,40 +130,30 @@ func loadRequests(path string) ([]*featuresv1.GetOnlineFeaturesRequest, error) {
 	return reqs, nil
 }
 
+// outcome is one finished call.
+type outcome struct {
+	lat time.Duration
+	err error
+}
+
 func run(ctx context.Context, o options) (*Report, error) {
-	if o.rate < 1 || o.duration <= 0 {
-		return nil, fmt.Errorf("rate: %d and duration: %s, want both positive", o.rate, o.duration)
+	closed := o.concurrency > 0
+	switch {
+	case o.duration <= 0:
+		return nil, fmt.Errorf("duration: %s, want a positive duration", o.duration)
+	case !closed && o.rate < 1:
+		return nil, fmt.Errorf("rate: %d, want a positive rate (or a concurrency for a closed loop)", o.rate)
+	case o.decode != "messages" && o.decode != "shape":
+		return nil, fmt.Errorf("decode: %q is not messages or shape", o.decode)
 	}
-	var call func(ctx context.Context, i int) error
 	conn, err := grpc.NewClient(o.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	switch o.call {
-	case "features":
-		reqs, err := loadRequests(o.data)
-		if err != nil {
-			return nil, err
-		}
-		client := featuresv1.NewFeatureServiceClient(conn)
-		call = func(ctx context.Context, i int) error {
-			req := reqs[i%len(reqs)]
-			resp, err := client.GetOnlineFeatures(ctx, req)
-			if err == nil && len(resp.GetResults()) != len(req.GetEntities()) {
-				err = fmt.Errorf("%d result rows for %d entities", len(resp.GetResults()), len(req.GetEntities()))
-			}
-			return err
-		}
-	case "noop":
-		client := healthpb.NewHealthClient(conn)
-		req := &healthpb.HealthCheckRequest{}
-		call = func(ctx context.Context, _ int) error {
-			_, err := client.Check(ctx, req)
-			return err
-		}
-	default:
-		return nil, fmt.Errorf("call: %q is not features or noop", o.call)
+	call, err := caller(conn, o)
+	if err != nil {
+		return nil, err
 	}
 	// One call before the clock starts: the connection is up.
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -155,9 +163,100 @@ func run(ctx context.Context, o options) (*Report, error) {
 		return nil, fmt.Errorf("first call: %w", err)
 	}
 
+	rep := &Report{Call: o.call, Mode: "open", Rate: o.rate, Decode: o.decode, Codes: map[string]int{}}
+	if o.call == "noop" {
+		rep.Decode = ""
+	}
+	cpu0 := cpuTime()
+	var outs []outcome
+	var elapsed time.Duration
+	if closed {
+		rep.Mode, rep.Rate, rep.Concurrency = "closed", 0, o.concurrency
+		outs, elapsed, err = closedLoop(ctx, o, call)
+	} else {
+		outs, rep.Skipped, elapsed, err = openLoop(ctx, o, call)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.Elapsed = elapsed.Seconds()
+	var okLat []time.Duration
+	for _, out := range outs {
+		rep.Count++
+		if out.err == nil {
+			rep.OK++
+			okLat = append(okLat, out.lat)
+			continue
+		}
+		code := "client"
+		if st, ok := status.FromError(out.err); ok {
+			code = st.Code().String()
+		}
+		rep.Codes[code]++
+		if rep.FirstErr == "" {
+			rep.FirstErr = out.err.Error()
+		}
+	}
+	if len(okLat) == 0 {
+		return nil, errors.New("no call succeeded: " + rep.FirstErr)
+	}
+	rep.ClientCPUUs = float64((cpuTime() - cpu0).Microseconds()) / float64(rep.Count)
+	slices.Sort(okLat)
+	q := func(p float64) float64 {
+		return float64(okLat[min(len(okLat)-1, int(p*float64(len(okLat))))].Nanoseconds()) / 1e6
+	}
+	rep.P50Ms, rep.P99Ms, rep.P999Ms = q(0.50), q(0.99), q(0.999)
+	rep.MaxMs = float64(okLat[len(okLat)-1].Nanoseconds()) / 1e6
+	rep.OKRate = float64(rep.OK) / elapsed.Seconds()
+	return rep, nil
+}
+
+// caller returns the call to make: i picks the request.
+func caller(conn *grpc.ClientConn, o options) (func(ctx context.Context, i int) error, error) {
+	switch o.call {
+	case "features":
+		reqs, err := loadRequests(o.data)
+		if err != nil {
+			return nil, err
+		}
+		if o.decode == "shape" {
+			return shapeCaller(conn, reqs)
+		}
+		client := featuresv1.NewFeatureServiceClient(conn)
+		return func(ctx context.Context, i int) error {
+			req := reqs[i%len(reqs)]
+			resp, err := client.GetOnlineFeatures(ctx, req)
+			if err != nil {
+				return err
+			}
+			if len(resp.GetResults()) != len(req.GetEntities()) {
+				return fmt.Errorf("%d result rows for %d entities", len(resp.GetResults()), len(req.GetEntities()))
+			}
+			for _, vec := range resp.GetResults() {
+				if len(vec.GetValues()) != len(req.GetFeatures()) {
+					return fmt.Errorf("%d values in a row for %d features", len(vec.GetValues()), len(req.GetFeatures()))
+				}
+			}
+			return nil
+		}, nil
+	case "noop":
+		client := healthpb.NewHealthClient(conn)
+		req := &healthpb.HealthCheckRequest{}
+		return func(ctx context.Context, _ int) error {
+			_, err := client.Check(ctx, req)
+			return err
+		}, nil
+	default:
+		return nil, fmt.Errorf("call: %q is not features or noop", o.call)
+	}
+}
+
+// openLoop starts calls on schedule, in batches on a 1 ms tick, whatever
+// earlier calls are doing; a call's latency runs from its actual start to
+// its answer.
+func openLoop(ctx context.Context, o options, call func(context.Context, int) error) ([]outcome, int, time.Duration, error) {
 	total := int(o.duration.Seconds() * float64(o.rate))
-	lat := make([]time.Duration, total)
-	errs := make([]error, total)
+	outs := make([]outcome, total)
 	done := make([]bool, total)
 	sem := make(chan struct{}, o.maxInFlight)
 	var wg sync.WaitGroup
@@ -169,7 +268,8 @@ func run(ctx context.Context, o options) (*Report, error) {
 	for next := 0; next < total; {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			wg.Wait()
+			return nil, 0, 0, ctx.Err()
 		case <-tick.C:
 		}
 		due := min(total, int(time.Since(start)/interval)+1)
@@ -186,45 +286,53 @@ func run(ctx context.Context, o options) (*Report, error) {
 				cctx, cancel := context.WithTimeout(ctx, o.timeout)
 				defer cancel()
 				t0 := time.Now()
-				errs[i] = call(cctx, i)
-				lat[i] = time.Since(t0)
+				err := call(cctx, i)
+				outs[i] = outcome{lat: time.Since(t0), err: err}
 				done[i] = true
 			})
 		}
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	kept := outs[:0]
+	for i := range outs {
+		if done[i] {
+			kept = append(kept, outs[i])
+		}
+	}
+	return kept, skipped, elapsed, nil
+}
 
-	rep := &Report{Call: o.call, Rate: o.rate, Codes: map[string]int{}, Skipped: skipped, Elapsed: elapsed.Seconds()}
-	var okLat []time.Duration
-	for i := range total {
-		if !done[i] {
-			continue
-		}
-		rep.Count++
-		if errs[i] == nil {
-			rep.OK++
-			okLat = append(okLat, lat[i])
-			continue
-		}
-		code := "client"
-		if st, ok := status.FromError(errs[i]); ok {
-			code = st.Code().String()
-		}
-		rep.Codes[code]++
-		if rep.FirstErr == "" {
-			rep.FirstErr = errs[i].Error()
-		}
+// closedLoop runs o.concurrency callers back to back for o.duration.
+func closedLoop(ctx context.Context, o options, call func(context.Context, int) error) ([]outcome, time.Duration, error) {
+	per := make([][]outcome, o.concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(o.duration)
+	for w := range per {
+		wg.Go(func() {
+			for i := w; time.Now().Before(end) && ctx.Err() == nil; i += o.concurrency {
+				cctx, cancel := context.WithTimeout(ctx, o.timeout)
+				t0 := time.Now()
+				err := call(cctx, i)
+				per[w] = append(per[w], outcome{lat: time.Since(t0), err: err})
+				cancel()
+			}
+		})
 	}
-	if len(okLat) == 0 {
-		return nil, errors.New("no call succeeded: " + rep.FirstErr)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
 	}
-	slices.Sort(okLat)
-	q := func(p float64) float64 {
-		return float64(okLat[min(len(okLat)-1, int(p*float64(len(okLat))))].Nanoseconds()) / 1e6
+	return slices.Concat(per...), elapsed, nil
+}
+
+// cpuTime is the CPU time (user + system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
 	}
-	rep.P50Ms, rep.P99Ms, rep.P999Ms = q(0.50), q(0.99), q(0.999)
-	rep.MaxMs = float64(okLat[len(okLat)-1].Nanoseconds()) / 1e6
-	rep.OKRate = float64(rep.OK) / elapsed.Seconds()
-	return rep, nil
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
