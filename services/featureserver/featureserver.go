@@ -229,7 +229,7 @@ type Deps struct {
 	Now func() time.Time
 	// WrapStore, when set, wraps the opened store before anything uses it
 	// (tests hold reads at a gate to fill the server with requests).
-	WrapStore func(core.TileStore) core.TileStore
+	WrapStore func(TileStore) TileStore
 }
 
 // Service is a built, not yet running, featureserver.
@@ -275,7 +275,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	if deps.WrapStore != nil {
-		store = deps.WrapStore(store)
+		store = wrapStore(store, deps.WrapStore)
 	}
 	base, err := service.New(ctx, Name, cfg.Common, true, log)
 	if err != nil {

@@ -15,13 +15,12 @@ import (
 	"github.com/tributary-ml/tributary/libs/tiles"
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	"github.com/tributary-ml/tributary/services/featureserver"
-	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 )
 
 // gatedStore holds every read until release is closed (or the read's
 // context ends), reporting each held read on entered.
 type gatedStore struct {
-	core.TileStore
+	featureserver.TileStore
 	entered chan struct{}
 	release chan struct{}
 }
@@ -56,7 +55,7 @@ func TestOverloadOverGRPC(t *testing.T) {
 		}
 	}()
 	clk := &clock{now: now}
-	fs := startWith(t, cfg, featureserver.Deps{Now: clk.Now, WrapStore: func(s core.TileStore) core.TileStore {
+	fs := startWith(t, cfg, featureserver.Deps{Now: clk.Now, WrapStore: func(s featureserver.TileStore) featureserver.TileStore {
 		gate.TileStore = s
 		return gate
 	}})
@@ -113,7 +112,7 @@ func TestDeadlineOverGRPC(t *testing.T) {
 	cfg.Limits.MaxInFlight = 1
 	gate := &gatedStore{entered: make(chan struct{}, 8), release: make(chan struct{})}
 	clk := &clock{now: now}
-	fs := startWith(t, cfg, featureserver.Deps{Now: clk.Now, WrapStore: func(s core.TileStore) core.TileStore {
+	fs := startWith(t, cfg, featureserver.Deps{Now: clk.Now, WrapStore: func(s featureserver.TileStore) featureserver.TileStore {
 		gate.TileStore = s
 		return gate
 	}})

@@ -9,10 +9,10 @@ import (
 	"github.com/tributary-ml/tributary/libs/tiles"
 )
 
-// StableTiles is implemented by stores whose GetTiles returns tile objects
-// that never change, and returns the very same *tiles.Tile again for a tile
-// that is unchanged (at least while it is hot; a write stores a new
-// object). Windows over such a store are cached by tile identity.
+// StableTiles is implemented by stores whose GetTiles returns the very
+// same *Tile again for a tile that is unchanged (at least while it is hot;
+// a write stores a new object). Windows over such a store are cached by
+// tile identity.
 type StableTiles interface {
 	StableTiles() bool
 }
@@ -38,12 +38,12 @@ type cacheShard struct {
 }
 
 type spanKey struct {
-	first *tiles.Tile
+	first *Tile
 	n     int
 }
 
 type spanEntry struct {
-	tiles []*tiles.Tile
+	tiles []*Tile
 	// irs holds the merged features, few per entry (the features of one
 	// window of one view), so a linear search beats a map.
 	irs []featureIR
@@ -85,7 +85,7 @@ func (c *windowCache) shard(k spanKey) *cacheShard {
 }
 
 // lookup returns the entry of exactly the tiles of run, or nil.
-func (c *windowCache) lookup(run []*tiles.Tile) *spanEntry {
+func (c *windowCache) lookup(run []*Tile) *spanEntry {
 	k := spanKey{run[0], len(run)}
 	sh := c.shard(k)
 	sh.mu.Lock()
@@ -126,7 +126,7 @@ const minCachedRun = 4
 // entry returns the cache entry of run holding every cacheable feature of
 // refs (all of one window of one view), computing and publishing what is
 // missing; nil when there is no cache or run is too short to be worth it.
-func (c *windowCache) entry(run []*tiles.Tile, refs []refPlan, idx []int, nowMs int64) *spanEntry {
+func (c *windowCache) entry(run []*Tile, refs []refPlan, idx []int) *spanEntry {
 	if c == nil || len(run) < minCachedRun {
 		return nil
 	}
@@ -156,7 +156,7 @@ func (c *windowCache) entry(run []*tiles.Tile, refs []refPlan, idx []int, nowMs 
 			continue // asked twice in one request, or never cacheable
 		}
 		var m mergedIR
-		m.ir, m.newest = tiles.Window(run, f, nowMs)
+		m.ir, m.newest = window(run, f.Name)
 		if !cacheable(&m.ir) {
 			continue
 		}

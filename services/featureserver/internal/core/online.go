@@ -175,7 +175,7 @@ type group struct {
 type fetch struct {
 	view   string
 	entity string
-	tiles  []*tiles.Tile
+	tiles  []*Tile
 	newest int64
 }
 
@@ -505,9 +505,9 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, out []Value, now
 	}
 	sp := span(f.tiles, g.resMs, from, nowMs)
 	var e *spanEntry
-	var last *tiles.Tile
+	var last *Tile
 	if len(sp) > 1 {
-		e = o.cache.entry(sp[:len(sp)-1], pl.refs, idx, nowMs)
+		e = o.cache.entry(sp[:len(sp)-1], pl.refs, idx)
 		last = sp[len(sp)-1]
 	}
 	maxAgeMs := pl.views[g.view].MaxAgeMs
@@ -519,12 +519,12 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, out []Value, now
 			// Same order of merges as tiles.Window over sp: the run, then
 			// the newest tile.
 			ir, newest = m.ir, m.newest
-			if x, ok := last.Features[p.feat.Name]; ok {
+			if x, ok := last.Feature(p.feat.Name); ok {
 				ir.Merge(x)
 				newest = max(newest, last.MaxEventMs)
 			}
 		} else {
-			ir, newest = tiles.Window(sp, p.feat, nowMs)
+			ir, newest = window(sp, p.feat.Name)
 		}
 		out[i] = value(&ir, newest, f.newest, p.feat.Aggregation, maxAgeMs, nowMs)
 	}
@@ -554,10 +554,27 @@ func value(ir *tiles.IR, newest, entityNewest int64, agg string, maxAgeMs, nowMs
 	return v
 }
 
+// window merges feature over sp (a span: the tiles of one window), the
+// way tiles.Window merges a window's tiles: in order, into a zero state.
+// It returns the state and the newest event time that contributed.
+func window(sp []*Tile, feature string) (tiles.IR, int64) {
+	var out tiles.IR
+	var newest int64
+	for _, t := range sp {
+		ir, ok := t.Feature(feature)
+		if !ok {
+			continue
+		}
+		out.Merge(ir)
+		newest = max(newest, t.MaxEventMs)
+	}
+	return out, newest
+}
+
 // span narrows tiles sorted by (resolution, start) to those of resolution
 // resMs starting in [from, to].
-func span(ts []*tiles.Tile, resMs, from, to int64) []*tiles.Tile {
-	less := func(t *tiles.Tile, res, start int64) bool {
+func span(ts []*Tile, resMs, from, to int64) []*Tile {
+	less := func(t *Tile, res, start int64) bool {
 		return t.ResolutionMs < res || (t.ResolutionMs == res && t.StartMs < start)
 	}
 	lo, hi := 0, len(ts)

@@ -453,7 +453,7 @@ type gate struct {
 	release chan struct{}
 }
 
-func (g *gate) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
+func (g *gate) GetTiles(ctx context.Context, view, entity string, dst []*core.Tile) ([]*core.Tile, error) {
 	g.entered <- struct{}{}
 	select {
 	case <-g.release:

@@ -27,11 +27,11 @@ type TileStore interface {
 	// expiry has passed may be dropped.
 	PutTiles(ctx context.Context, batch []TileWrite) error
 	// GetTiles appends the unexpired tiles of (view, entity) to dst ordered
-	// by resolution and then start, and returns the extended slice. Callers
-	// must not modify the returned tiles. view and entity may be parts of a
-	// much larger string (a whole request's bytes): a store keeping either
-	// past the call keeps a copy.
-	GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error)
+	// by resolution and then start, and returns the extended slice. Tiles
+	// are immutable. view and entity may be parts of a much larger string
+	// (a whole request's bytes): a store keeping either past the call
+	// keeps a copy.
+	GetTiles(ctx context.Context, view, entity string, dst []*Tile) ([]*Tile, error)
 	// Close releases the store.
 	Close() error
 }

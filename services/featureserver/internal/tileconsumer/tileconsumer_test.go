@@ -111,7 +111,7 @@ func TestFlushWritesNewestStateAndRecordsFreshness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Features["count_1h"].Count != 2 || got[1].Features["count_1h"].Count != 7 {
+	if len(got) != 2 || got[0].Full("clicks", "u1").Features["count_1h"].Count != 2 || got[1].Full("clicks", "u1").Features["count_1h"].Count != 7 {
 		t.Fatalf("stored: %+v", got)
 	}
 	metrics := scrape(t, fx.tel)

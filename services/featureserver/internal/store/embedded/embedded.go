@@ -48,7 +48,7 @@ type Options struct {
 }
 
 type item struct {
-	t    *tiles.Tile
+	t    *core.Tile
 	exp  int64
 	size int64
 }
@@ -70,8 +70,8 @@ type Store struct {
 	index map[string]map[string]*entry
 	live  int64
 	count int
-	// compact rebuilds tiles the way the index keeps them (see compactor).
-	compact *compactor
+	// compact rebuilds tiles the way the index keeps them (core.Tile).
+	compact *core.TileCompactor
 }
 
 // Open opens (creating it when needed) the store in dir.
@@ -95,7 +95,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, opts: opts, index: map[string]map[string]*entry{}, compact: newCompactor(), unlock: unlock, lastSweep: opts.Now()}
+	s := &Store{dir: dir, opts: opts, index: map[string]map[string]*entry{}, compact: core.NewTileCompactor(), unlock: unlock, lastSweep: opts.Now()}
 	if err := s.replay(); err != nil {
 		_ = unlock()
 		return nil, err
@@ -203,23 +203,20 @@ func appendRecord(dst []byte, w core.TileWrite) ([]byte, error) {
 	return dst, nil
 }
 
-// insert puts t into the index; the caller holds mu (or is replaying).
-func (s *Store) insert(t *tiles.Tile, exp, size, nowMs int64) {
-	byEntity := s.index[t.View]
+// insert puts tl into the index; the caller holds mu (or is replaying).
+func (s *Store) insert(tl *tiles.Tile, exp, size, nowMs int64) {
+	view, entity := tl.View, tl.Entity
+	byEntity := s.index[view]
 	if byEntity == nil {
 		byEntity = map[string]*entry{}
-		s.index[t.View] = byEntity
+		s.index[view] = byEntity
 	}
-	e := byEntity[t.Entity]
+	e := byEntity[entity]
 	if e == nil {
 		e = &entry{}
-		byEntity[t.Entity] = e
+		byEntity[entity] = e
 	}
-	entity := t.Entity
-	if len(e.items) > 0 {
-		entity = e.items[0].t.Entity
-	}
-	t = s.compact.tile(t, entity)
+	t := s.compact.Tile(tl)
 	// Drop what expired while the entity is at hand.
 	kept := e.items[:0]
 	for _, it := range e.items {
@@ -244,7 +241,7 @@ func (s *Store) insert(t *tiles.Tile, exp, size, nowMs int64) {
 			s.count--
 			e.items = append(e.items[:i-1], e.items[i:]...)
 			e.items[len(e.items):cap(e.items)][0] = item{}
-			s.dropIfEmpty(t.View, t.Entity, e)
+			s.dropIfEmpty(view, entity, e)
 			return
 		}
 		s.live += size - e.items[i-1].size
@@ -252,7 +249,7 @@ func (s *Store) insert(t *tiles.Tile, exp, size, nowMs int64) {
 		return
 	}
 	if expired {
-		s.dropIfEmpty(t.View, t.Entity, e)
+		s.dropIfEmpty(view, entity, e)
 		return
 	}
 	e.items = append(e.items, item{})
@@ -272,11 +269,11 @@ func (s *Store) dropIfEmpty(view, entity string, e *entry) {
 	}
 }
 
-func after(a, b *tiles.Tile) bool {
+func after(a, b *core.Tile) bool {
 	return a.ResolutionMs > b.ResolutionMs || (a.ResolutionMs == b.ResolutionMs && a.StartMs > b.StartMs)
 }
 
-func same(a, b *tiles.Tile) bool { return a.ResolutionMs == b.ResolutionMs && a.StartMs == b.StartMs }
+func same(a, b *core.Tile) bool { return a.ResolutionMs == b.ResolutionMs && a.StartMs == b.StartMs }
 
 // PutTiles implements core.TileStore.
 func (s *Store) PutTiles(ctx context.Context, batch []core.TileWrite) error {
@@ -366,10 +363,10 @@ func (s *Store) compactLocked() error {
 	var size int64
 	var buf []byte
 	s.mu.RLock()
-	for _, byEntity := range s.index {
-		for _, e := range byEntity {
+	for view, byEntity := range s.index {
+		for entity, e := range byEntity {
 			for _, it := range e.items {
-				buf, err = appendRecord(buf[:0], core.TileWrite{Tile: it.t, ExpiresMs: it.exp})
+				buf, err = appendRecord(buf[:0], core.TileWrite{Tile: it.t.Full(view, entity), ExpiresMs: it.exp})
 				if err == nil {
 					_, err = w.Write(buf)
 				}
@@ -401,7 +398,7 @@ func (s *Store) compactLocked() error {
 }
 
 // GetTiles implements core.TileStore.
-func (s *Store) GetTiles(_ context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
+func (s *Store) GetTiles(_ context.Context, view, entity string, dst []*core.Tile) ([]*core.Tile, error) {
 	nowMs := s.opts.Now().UnixMilli()
 	s.mu.RLock()
 	defer s.mu.RUnlock()

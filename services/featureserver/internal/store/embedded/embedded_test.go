@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/store/embedded"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/store/storetest"
@@ -71,7 +70,7 @@ func TestTornTailIsCutOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Key() != a.Key() {
+	if len(got) != 1 || got[0].Full("v", "u").Key() != a.Key() {
 		t.Fatalf("after torn tail: got %d tiles, want only %s", len(got), a.Key())
 	}
 	// Writes continue after the cut, and survive another restart.
@@ -147,7 +146,7 @@ func TestCompactionKeepsLiveTilesOnly(t *testing.T) {
 	s = open(t, dir, embedded.Options{Now: clock})
 	defer s.Close()
 	got, err := s.GetTiles(context.Background(), "v", "keep", nil)
-	if err != nil || len(got) != 1 || got[0].Features["amount"].Count != 1 {
+	if err != nil || len(got) != 1 || got[0].Full("v", "keep").Features["amount"].Count != 1 {
 		t.Fatalf("after compaction and restart: %v %v", got, err)
 	}
 	if got, _ := s.GetTiles(context.Background(), "v", "u", nil); len(got) != 0 {
@@ -168,7 +167,7 @@ func BenchmarkGetTiles(b *testing.B) {
 	if err := s.PutTiles(context.Background(), ws); err != nil {
 		b.Fatal(err)
 	}
-	dst := make([]*tiles.Tile, 0, 256)
+	dst := make([]*core.Tile, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {
 		dst, _ = s.GetTiles(context.Background(), "v", "u", dst[:0])

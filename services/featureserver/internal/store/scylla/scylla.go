@@ -120,6 +120,7 @@ type Store struct {
 	insert  string
 	sel     string
 	cache   *tileCache // nil when disabled
+	compact *core.TileCompactor
 }
 
 // Open connects, creates the keyspace and table when missing, and returns
@@ -161,6 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		insert:  "INSERT INTO " + tbl + " (view, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
 		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view = ? AND entity = ?",
 		cache:   newTileCache(cfg.TileCacheBytes),
+		compact: core.NewTileCompactor(),
 	}
 	if err := s.createSchema(ctx); err != nil {
 		session.Close()
@@ -265,7 +267,7 @@ func (s *Store) writePartition(ctx context.Context, rows []rowArgs) error {
 
 // GetTiles implements core.TileStore. A row whose bytes are those of a
 // cached tile gets the cached object instead of being decoded again.
-func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
+func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*core.Tile) ([]*core.Tile, error) {
 	q := s.session.ContextQuery(ctx, s.sel, nil).Bind(view, entity)
 	q.Idempotent(true)
 	defer q.Release()
@@ -276,9 +278,9 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 	}
 	var resMs, startMs, maxEv int64
 	var fs []byte
-	// Decoded tiles and cache keys outlive the call: they get their own
-	// copy of the entity, not the caller's string (which may be part of a
-	// whole request's bytes).
+	// Cache keys outlive the call: they get their own copy of the entity,
+	// not the caller's string (which may be part of a whole request's
+	// bytes).
 	owned := ""
 	for it.Scan(&resMs, &startMs, &maxEv, &fs) {
 		k := tileKey{view: view, entity: entity, resMs: resMs, startMs: startMs}
@@ -288,22 +290,23 @@ func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.
 				continue
 			}
 		}
-		if owned == "" {
-			owned = strings.Clone(entity)
-		}
-		k.entity = owned
-		t := &tiles.Tile{View: view, Entity: owned, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
-		if err := json.Unmarshal(fs, &t.Features); err != nil {
+		dec := &tiles.Tile{View: view, Entity: entity, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: maxEv}
+		if err := json.Unmarshal(fs, &dec.Features); err != nil {
 			_ = it.Close()
-			return dst, fmt.Errorf("decode tile %s: %w", t.Key(), err)
+			return dst, fmt.Errorf("decode tile %s: %w", dec.Key(), err)
 		}
-		for name, ir := range t.Features {
+		for name, ir := range dec.Features {
 			if ir == nil {
 				_ = it.Close()
-				return dst, fmt.Errorf("decode tile %s: feature %s has no state", t.Key(), name)
+				return dst, fmt.Errorf("decode tile %s: feature %s has no state", dec.Key(), name)
 			}
 		}
+		t := s.compact.Tile(dec)
 		if sh != nil {
+			if owned == "" {
+				owned = strings.Clone(entity)
+			}
+			k.entity = owned
 			sh.put(k, maxEv, fs, t, s.cache.maxPerShard)
 		}
 		dst = append(dst, t)

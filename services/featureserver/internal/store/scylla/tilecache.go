@@ -5,7 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 
-	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 )
 
 // tileCache keeps decoded tiles by key together with the bytes they were
@@ -37,7 +37,7 @@ type tileKey struct {
 type cachedTile struct {
 	raw   []byte
 	maxEv int64
-	t     *tiles.Tile
+	t     *core.Tile
 }
 
 func newTileCache(maxBytes int64) *tileCache {
@@ -63,7 +63,7 @@ func (c *tileCache) shard(view, entity string) *tileShard {
 }
 
 // get returns the tile decoded from exactly raw with maxEv, if cached.
-func (sh *tileShard) get(k tileKey, maxEv int64, raw []byte) *tiles.Tile {
+func (sh *tileShard) get(k tileKey, maxEv int64, raw []byte) *core.Tile {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.m[k]
@@ -74,7 +74,7 @@ func (sh *tileShard) get(k tileKey, maxEv int64, raw []byte) *tiles.Tile {
 }
 
 // put caches t as decoded from raw (copied: the driver reuses its buffer).
-func (sh *tileShard) put(k tileKey, maxEv int64, raw []byte, t *tiles.Tile, maxBytes int64) {
+func (sh *tileShard) put(k tileKey, maxEv int64, raw []byte, t *core.Tile, maxBytes int64) {
 	size := int64(len(raw) + len(k.view) + len(k.entity) + 64)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
