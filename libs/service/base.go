@@ -57,6 +57,29 @@ func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *
 	return b, nil
 }
 
+// Close releases what New acquired (listeners, telemetry) for a service
+// whose construction failed after New; a service that runs releases them
+// in Run instead.
+func (b *Base) Close() error {
+	var errs []error
+	if b.GRPC != nil {
+		b.GRPC.Server.Stop() // its stream workers run from construction
+	}
+	for _, lis := range []net.Listener{b.adminLis, b.grpcLis} {
+		if lis != nil {
+			if err := lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	if err := b.Tel.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("telemetry: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
 // AdminAddr is the admin server's bound address.
 func (b *Base) AdminAddr() string { return b.adminLis.Addr().String() }
 

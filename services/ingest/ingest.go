@@ -189,7 +189,7 @@ func maskKey(cfg Config, getenv func(string) string, log *slog.Logger, needed bo
 }
 
 // New validates cfg and binds the service's listeners.
-func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -200,6 +200,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, base.Close())
+		}
+	}()
 	tables, _ := pg.ParseTables(config.SplitList(cfg.Tables))
 	rules, _ := core.ParseMaskRules(cfg.Mask)
 	decimal, _ := core.ParseDecimalMode(cfg.DecimalHandling)

@@ -184,7 +184,7 @@ type Service struct {
 }
 
 // New validates cfg and binds the service's listeners.
-func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
+func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -192,6 +192,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, base.Close())
+		}
+	}()
 	s := &Service{base: base, cfg: cfg, log: base.Log}
 	s.catalog = modelrepo.New(cfg.Models, s.log)
 	s.agg = core.NewAggregator(core.AggregatorConfig{LabelTTL: cfg.LabelTTL}, s.catalog)

@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	}
 	s := &Service{base: base, cfg: cfg}
 	if err := s.build(ctx, deps); err != nil {
-		return nil, errors.Join(err, s.close())
+		return nil, errors.Join(err, s.close(), base.Close())
 	}
 	return s, nil
 }
