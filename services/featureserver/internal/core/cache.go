@@ -59,10 +59,15 @@ type mergedIR struct {
 	newest int64
 }
 
-// get returns the merged state of feature, if the entry has it.
-func (e *spanEntry) get(feature string) (*mergedIR, bool) {
+// get returns the merged state of feature, if the entry has it; k is
+// where it probably is (entries are built in the order a group asks for
+// its features).
+func (e *spanEntry) get(k int, feature string) (*mergedIR, bool) {
 	if e == nil {
 		return nil, false
+	}
+	if k >= 0 && k < len(e.irs) && e.irs[k].name == feature {
+		return &e.irs[k].m, true
 	}
 	for i := range e.irs {
 		if e.irs[i].name == feature {
@@ -133,7 +138,7 @@ func (c *windowCache) entry(run []*Tile, refs []refPlan, idx []int) *spanEntry {
 	e := c.lookup(run)
 	missing := 0
 	for _, i := range idx {
-		if _, ok := e.get(refs[i].feat.Name); !ok && !sketched(refs[i].feat.Aggregation) {
+		if _, ok := e.get(-1, refs[i].feat.Name); !ok && !sketched(refs[i].feat.Aggregation) {
 			missing++
 		}
 	}
@@ -152,7 +157,7 @@ func (c *windowCache) entry(run []*Tile, refs []refPlan, idx []int) *spanEntry {
 	added := false
 	for _, i := range idx {
 		f := refs[i].feat
-		if _, ok := n.get(f.Name); ok || sketched(f.Aggregation) {
+		if _, ok := n.get(-1, f.Name); ok || sketched(f.Aggregation) {
 			continue // asked twice in one request, or never cacheable
 		}
 		var m mergedIR

@@ -158,6 +158,7 @@ func NewOnline(store TileStore, catalog *Catalog, now func() time.Time, limits L
 type refPlan struct {
 	view  int // index into scratch.views
 	feat  featurespec.Feature
+	agg   aggKind
 	resMs int64
 	winMs int64
 }
@@ -184,6 +185,54 @@ type scratch struct {
 	fetches []fetch
 	values  []Value
 	keys    []string
+	// slots holds each concurrent reader's feature lookups, one per group.
+	slots [][]slotCache
+}
+
+// slotCache remembers where the features of one group are in tiles of one
+// FeatureSet: the tiles of a span (and of most entities) share one set,
+// so the features are looked up by name once per set, not once per tile.
+type slotCache struct {
+	set *FeatureSet
+	// at[k] is the set's index of the group's k-th feature, -1 if absent.
+	at []int
+}
+
+// state returns the state of the group's k-th feature (refs idx) in t.
+func (c *slotCache) state(t *Tile, refs []refPlan, idx []int, k int) (*tiles.IR, bool) {
+	if t.features != c.set {
+		c.set = t.features
+		c.at = c.at[:0]
+		for _, i := range idx {
+			j, ok := t.features.index[refs[i].feat.Name]
+			if !ok {
+				j = -1
+			}
+			c.at = append(c.at, j)
+		}
+	}
+	j := c.at[k]
+	if j < 0 {
+		return nil, false
+	}
+	return &t.irs[t.state[j]], true
+}
+
+// slotCaches returns reader w's caches for the plan's groups, emptied.
+func (s *scratch) slotCaches(w int) []slotCache {
+	for len(s.slots) <= w {
+		s.slots = append(s.slots, nil)
+	}
+	cs := s.slots[w]
+	if cap(cs) < len(s.plan.groups) {
+		cs = make([]slotCache, len(s.plan.groups))
+	}
+	cs = cs[:len(s.plan.groups)]
+	for i := range cs {
+		cs[i].set = nil
+	}
+	s.slots[w] = cs
+	return cs
 }
 
 // refsPlan is a list of feature references resolved against one version
@@ -347,6 +396,7 @@ func resolve(views *Views, refs []string) (*refsPlan, error) {
 		p.refs = append(p.refs, refPlan{
 			view:  vi,
 			feat:  f,
+			agg:   aggOf(f.Aggregation),
 			resMs: tiles.ResolutionOf(f).Milliseconds(),
 			winMs: time.Duration(f.Window).Milliseconds(),
 		})
@@ -437,7 +487,7 @@ func (o *Online) readRows(ctx context.Context, s *scratch, rows int, nowMs int64
 	perRow := max(1, nv)
 	workers := min(o.limits.FetchParallelism, rows, (rows*perRow+o.limits.FetchChunk-1)/o.limits.FetchChunk)
 	if workers <= 1 {
-		return o.readRange(ctx, s, 0, rows, nowMs)
+		return o.readRange(ctx, s, s.slotCaches(0), 0, rows, nowMs)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -447,14 +497,15 @@ func (o *Online) readRows(ctx context.Context, s *scratch, rows int, nowMs int64
 		if lo >= hi {
 			break
 		}
-		wg.Go(func() { errs[w] = o.readRange(ctx, s, lo, hi, nowMs) })
+		caches := s.slotCaches(w)
+		wg.Go(func() { errs[w] = o.readRange(ctx, s, caches, lo, hi, nowMs) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
 // readRange fetches and computes rows [lo, hi).
-func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs int64) error {
+func (o *Online) readRange(ctx context.Context, s *scratch, caches []slotCache, lo, hi int, nowMs int64) error {
 	p := s.plan
 	nv := len(p.views)
 	if err := o.fetchRange(ctx, s.fetches[lo*nv:hi*nv]); err != nil {
@@ -465,7 +516,7 @@ func (o *Online) readRange(ctx context.Context, s *scratch, lo, hi int, nowMs in
 		out := s.values[r*cols : (r+1)*cols]
 		for gi := range p.groups {
 			g := &p.groups[gi]
-			o.computeGroup(p, &s.fetches[r*nv+g.view], g, out, nowMs)
+			o.computeGroup(p, &s.fetches[r*nv+g.view], g, &caches[gi], out, nowMs)
 		}
 	}
 	return nil
@@ -490,8 +541,8 @@ func (o *Online) fetchRange(ctx context.Context, fs []fetch) error {
 }
 
 // computeGroup merges the features of group g of one entity at nowMs into
-// out (the entity's row).
-func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, out []Value, nowMs int64) {
+// out (the entity's row); c finds the features in tiles.
+func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, c *slotCache, out []Value, nowMs int64) {
 	idx := pl.order[g.lo:g.hi]
 	if len(f.tiles) == 0 {
 		for _, i := range idx {
@@ -511,33 +562,43 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, out []Value, now
 		last = sp[len(sp)-1]
 	}
 	maxAgeMs := pl.views[g.view].MaxAgeMs
-	for _, i := range idx {
+	for k, i := range idx {
 		p := &pl.refs[i]
 		var ir tiles.IR
 		var newest int64
-		if m, ok := e.get(p.feat.Name); ok {
+		if m, ok := e.get(k, p.feat.Name); ok {
 			// Same order of merges as tiles.Window over sp: the run, then
 			// the newest tile.
 			ir, newest = m.ir, m.newest
-			if x, ok := last.Feature(p.feat.Name); ok {
+			if x, ok := c.state(last, pl.refs, idx, k); ok {
 				ir.Merge(x)
 				newest = max(newest, last.MaxEventMs)
 			}
 		} else {
-			ir, newest = window(sp, p.feat.Name)
+			// As tiles.Window merges a window's tiles: in order, into a
+			// zero state.
+			for _, t := range sp {
+				if x, ok := c.state(t, pl.refs, idx, k); ok {
+					ir.Merge(x)
+					newest = max(newest, t.MaxEventMs)
+				}
+			}
 		}
-		out[i] = value(&ir, newest, f.newest, p.feat.Aggregation, maxAgeMs, nowMs)
+		out[i] = value(&ir, newest, f.newest, p.agg, p.feat.Aggregation, maxAgeMs, nowMs)
 	}
 }
 
 // value is a merged feature's value; newest is the newest event in its
 // window, entityNewest the newest of the entity in the view.
-func value(ir *tiles.IR, newest, entityNewest int64, agg string, maxAgeMs, nowMs int64) Value {
-	raw, ok := ir.Value(agg)
+func value(ir *tiles.IR, newest, entityNewest int64, kind aggKind, agg string, maxAgeMs, nowMs int64) Value {
+	v, ok := numericValue(ir, kind)
 	if !ok {
-		return Value{Status: StatusNotFound}
+		raw, found := ir.Value(agg)
+		if !found {
+			return Value{Status: StatusNotFound}
+		}
+		v = toValue(raw)
 	}
-	v := toValue(raw)
 	if v.Kind == KindNone {
 		return Value{Status: StatusNotFound}
 	}

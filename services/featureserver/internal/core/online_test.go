@@ -837,3 +837,66 @@ func TestConcurrentReadersShareCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTilesWithDifferentFeatureSets reads windows over tiles that hold
+// different features (a view that gained features keeps older tiles
+// without them): tiles alternate between sets within a window, so feature
+// lookups change sets tile by tile. Every value agrees with tiles.Window
+// over the tiles as written, on the first read (windows computed) and the
+// second (windows cached).
+func TestTilesWithDifferentFeatureSets(t *testing.T) {
+	t.Parallel()
+	noCache := core.DefaultLimits()
+	noCache.WindowCacheEntries = 0
+	for _, limits := range []core.Limits{core.DefaultLimits(), noCache} {
+		testTilesWithDifferentFeatureSets(t, limits)
+	}
+}
+
+func testTilesWithDifferentFeatureSets(t *testing.T, limits core.Limits) {
+	fx := newFixture(t, limits, txnView)
+	v := fx.views[0]
+	now := fx.clock.Now().UnixMilli()
+	var written []*tiles.Tile
+	for h := range 30 {
+		ts := now - int64(h)*3_600_000 - 60_000
+		tl := buildTiles(v, "u", []event{{ts: ts, amount: float64(h + 1), merchant: "m"}})
+		for _, x := range tl {
+			if x.ResolutionMs != 3_600_000 {
+				continue
+			}
+			// Every third tile lacks avg_24h, every other one max_24h.
+			if h%3 == 0 {
+				delete(x.Features, "avg_24h")
+			}
+			if h%2 == 1 {
+				delete(x.Features, "max_24h")
+			}
+			written = append(written, x)
+		}
+	}
+	fx.put(t, v, written...)
+	refs := []string{"txns:max_24h", "txns:avg_24h", "txns:max_24h"}
+	for read := range 2 {
+		res, err := fx.online.Get(context.Background(), refs, core.MapRows{user("u")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ref := range refs {
+			name := strings.TrimPrefix(ref, "txns:")
+			var f featurespec.Feature
+			for _, g := range v.Features {
+				if g.Name == name {
+					f = g
+				}
+			}
+			ir, _ := tiles.Window(written, f, now)
+			raw, ok := ir.Value(f.Aggregation)
+			want, _ := raw.(float64)
+			if got := res.Values[i]; !ok || got.Kind != core.KindDouble || got.Double != want {
+				t.Fatalf("window cache of %d entries, read %d %s: %+v, want %v (found %v)", limits.WindowCacheEntries, read, name, got, want, ok)
+			}
+		}
+		res.Release()
+	}
+}
