@@ -32,6 +32,7 @@ type Server struct {
 	maxBytes int
 	pool     *bufferPool
 	requests sync.Pool
+	known    knownRefs
 }
 
 // New returns the gRPC service; maxRequestBytes 0 means the default.
@@ -114,13 +115,13 @@ func listFeatureViewsHandler(srv any, ctx context.Context, dec func(any) error, 
 
 func (s *Server) newRequest() *request {
 	r := s.requests.Get().(*request)
-	r.maxBytes = s.maxBytes
+	r.maxBytes, r.known = s.maxBytes, &s.known
 	return r
 }
 
 func (s *Server) freeRequest(r *request) {
 	// Huge requests do not pin their buffers in the pool.
-	if cap(r.features) > 1<<12 || cap(r.keys) > 1<<14 {
+	if cap(r.features) > 1<<12 || cap(r.keys) > 1<<14 || cap(r.text) > 1<<16 {
 		return
 	}
 	r.reset()

@@ -2,6 +2,8 @@ package grpcapi
 
 import (
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/mem"
@@ -22,9 +24,10 @@ const (
 
 // request is a GetOnlineFeaturesRequest decoded by hand: the generated
 // decoder allocates a map per entity row and a string per reference, and
-// was a third of the server's CPU for a 1 × 50 call. The request's bytes
-// are copied once into arena and every string is a part of it, so the
-// strings are ordinary Go strings whoever keeps them. A request is reused
+// was a third of the server's CPU for a 1 × 50 call. Strings are ordinary
+// Go strings, whoever keeps them: references are those of a list asked
+// before (knownRefs) or parts of one new string holding them all, join
+// keys and values parts of one string per request. A request is reused
 // across calls (Server.requests).
 //
 // It accepts and rejects what proto.Unmarshal does (request_test.go
@@ -32,13 +35,19 @@ const (
 // wire type are skipped, a repeated map key keeps its last value, strings
 // must be UTF-8.
 type request struct {
-	// maxBytes is the largest request decoded; set before decoding.
+	// maxBytes is the largest request decoded and known the lists asked
+	// before; both set before decoding.
 	maxBytes int
+	known    *knownRefs
 	size     int
-	arena    string
 	features []string
 	rows     []rowSpan
 	keys     []joinKey
+	// While decoding: where the references and join keys are in the bytes,
+	// and the bytes of new strings.
+	featureAt []span
+	keyAt     []keySpan
+	text      []byte
 	// err is why the bytes are not an acceptable request. The codec
 	// cannot report it: gRPC turns a codec error into Internal, and a
 	// malformed request is the caller's InvalidArgument.
@@ -48,6 +57,10 @@ type request struct {
 type rowSpan struct{ lo, hi int }
 
 type joinKey struct{ key, value string }
+
+type span struct{ lo, hi int }
+
+type keySpan struct{ key, value span }
 
 var _ core.Rows = (*request)(nil)
 
@@ -71,7 +84,8 @@ func (r *request) reset() {
 	clear(r.features)
 	clear(r.keys)
 	r.features, r.rows, r.keys = r.features[:0], r.rows[:0], r.keys[:0]
-	r.arena, r.size, r.err = "", 0, nil
+	r.featureAt, r.keyAt, r.text = r.featureAt[:0], r.keyAt[:0], r.text[:0]
+	r.size, r.err = 0, nil
 }
 
 // decodeBuffers decodes the request in data (which the caller keeps
@@ -95,10 +109,87 @@ func (r *request) decode(b []byte) {
 		return
 	}
 	r.size = len(b)
-	r.arena = string(b)
 	if err := r.decodeMessage(b); err != nil {
 		r.err = err
+		return
 	}
+	r.strings(b)
+}
+
+// strings makes the decoded references and join keys strings.
+func (r *request) strings(b []byte) {
+	if refs := r.known.find(b, r.featureAt); refs != nil {
+		r.features = append(r.features[:0], refs...)
+	} else {
+		r.text = r.text[:0]
+		for _, sp := range r.featureAt {
+			r.text = append(r.text, b[sp.lo:sp.hi]...)
+		}
+		all, at := string(r.text), 0
+		for _, sp := range r.featureAt {
+			r.features = append(r.features, all[at:at+sp.hi-sp.lo])
+			at += sp.hi - sp.lo
+		}
+		r.known.add(r.features)
+	}
+	if len(r.keyAt) == 0 {
+		return
+	}
+	r.text = r.text[:0]
+	for _, kv := range r.keyAt {
+		r.text = append(r.text, b[kv.key.lo:kv.key.hi]...)
+		r.text = append(r.text, b[kv.value.lo:kv.value.hi]...)
+	}
+	all, at := string(r.text), 0
+	for _, kv := range r.keyAt {
+		k := all[at : at+kv.key.hi-kv.key.lo]
+		at += len(k)
+		v := all[at : at+kv.value.hi-kv.value.lo]
+		at += len(v)
+		r.keys = append(r.keys, joinKey{key: k, value: v})
+	}
+}
+
+// knownRefs remembers the last few reference lists asked for (clients
+// usually ask the same features every time), so a request asking one
+// again gets its strings without allocating. Lists are immutable once
+// published.
+type knownRefs struct {
+	lists [4]atomic.Pointer[[]string]
+	next  atomic.Uint32
+}
+
+// find returns the known list of exactly the references at spans in b.
+func (k *knownRefs) find(b []byte, spans []span) []string {
+	if k == nil {
+		return nil
+	}
+	for i := range k.lists {
+		p := k.lists[i].Load()
+		if p == nil || len(*p) != len(spans) {
+			continue
+		}
+		same := true
+		for j, sp := range spans {
+			if string(b[sp.lo:sp.hi]) != (*p)[j] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return *p
+		}
+	}
+	return nil
+}
+
+// add remembers refs (a copy of the slice; the strings are immutable).
+func (k *knownRefs) add(refs []string) {
+	if k == nil {
+		return
+	}
+	l := slices.Clone(refs)
+	k.lists[k.next.Add(1)%uint32(len(k.lists))].Store(&l)
 }
 
 func (r *request) tooBig(n int) {
@@ -155,9 +246,9 @@ func (r *request) decodeMessage(b []byte) error {
 				return err
 			}
 			if !utf8.Valid(b[lo:hi]) {
-				return fmt.Errorf("request: features[%d] is not valid UTF-8", len(r.features))
+				return fmt.Errorf("request: features[%d] is not valid UTF-8", len(r.featureAt))
 			}
-			r.features = append(r.features, r.arena[lo:hi])
+			r.featureAt = append(r.featureAt, span{lo, hi})
 			at = hi
 		case num == fieldRequestEntities && typ == protowire.BytesType:
 			lo, hi, err := bytesField(b, at)
@@ -181,7 +272,7 @@ func (r *request) decodeMessage(b []byte) error {
 
 // decodeRow decodes the EntityRow in b[lo:hi].
 func (r *request) decodeRow(b []byte, lo, hi int) error {
-	row := rowSpan{lo: len(r.keys)}
+	row := rowSpan{lo: len(r.keyAt)}
 	b = b[:hi]
 	for at := lo; at < hi; {
 		num, typ, n, err := field(b, at)
@@ -198,7 +289,7 @@ func (r *request) decodeRow(b []byte, lo, hi int) error {
 			if err != nil {
 				return err
 			}
-			r.keys = append(r.keys, kv)
+			r.keyAt = append(r.keyAt, kv)
 			at = ehi
 			continue
 		}
@@ -208,15 +299,15 @@ func (r *request) decodeRow(b []byte, lo, hi int) error {
 		}
 		at += n
 	}
-	row.hi = len(r.keys)
+	row.hi = len(r.keyAt)
 	r.rows = append(r.rows, row)
 	return nil
 }
 
 // decodeEntry decodes one join_keys map entry in b[lo:hi]; a missing key
 // or value is empty, a repeated one keeps its last occurrence.
-func (r *request) decodeEntry(b []byte, lo, hi int) (joinKey, error) {
-	var kv joinKey
+func (r *request) decodeEntry(b []byte, lo, hi int) (keySpan, error) {
+	var kv keySpan
 	b = b[:hi]
 	for at := lo; at < hi; {
 		num, typ, n, err := field(b, at)
@@ -233,9 +324,9 @@ func (r *request) decodeEntry(b []byte, lo, hi int) (joinKey, error) {
 				return kv, fmt.Errorf("request: entities[%d]: a join key or value is not valid UTF-8", len(r.rows))
 			}
 			if num == fieldEntryKey {
-				kv.key = r.arena[slo:shi]
+				kv.key = span{slo, shi}
 			} else {
-				kv.value = r.arena[slo:shi]
+				kv.value = span{slo, shi}
 			}
 			at = shi
 			continue

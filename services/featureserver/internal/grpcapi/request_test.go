@@ -1,10 +1,12 @@
 package grpcapi
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -19,14 +21,23 @@ func checkDecode(t *testing.T, b []byte) {
 	t.Helper()
 	want := &featuresv1.GetOnlineFeaturesRequest{}
 	werr := proto.Unmarshal(b, want)
-	r := &request{maxBytes: 1 << 30}
-	r.decode(b)
-	if (werr == nil) != (r.err == nil) {
-		t.Fatalf("proto.Unmarshal: %v; decode: %v", werr, r.err)
+	// Twice: the second decode finds the references known.
+	known := &knownRefs{}
+	for range 2 {
+		r := &request{maxBytes: 1 << 30, known: known}
+		r.decode(b)
+		if (werr == nil) != (r.err == nil) {
+			t.Fatalf("proto.Unmarshal: %v; decode: %v", werr, r.err)
+		}
+		if werr != nil {
+			return
+		}
+		checkDecoded(t, r, want)
 	}
-	if werr != nil {
-		return
-	}
+}
+
+func checkDecoded(t *testing.T, r *request, want *featuresv1.GetOnlineFeaturesRequest) {
+	t.Helper()
 	if !slices.Equal(r.features, want.GetFeatures()) {
 		t.Fatalf("features %q, want %q", r.features, want.GetFeatures())
 	}
@@ -188,5 +199,58 @@ func TestRequestReuse(t *testing.T) {
 	}
 	if _, ok := r.JoinKey(0, "k"); ok {
 		t.Fatal("a join key of the previous request leaked into the next")
+	}
+}
+
+// TestKnownReferenceLists: a list of references asked before is decoded
+// into the strings of that list, without allocating them again; a list
+// differing anywhere (a reference, the count) gets its own strings.
+func TestKnownReferenceLists(t *testing.T) {
+	// Not parallel: it counts allocations.
+	enc := func(refs ...string) []byte {
+		b, err := proto.Marshal(&featuresv1.GetOnlineFeaturesRequest{Features: refs, Entities: []*featuresv1.EntityRow{{JoinKeys: map[string]string{"user_id": "u1"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	known := &knownRefs{}
+	decode := func(b []byte) *request {
+		r := &request{maxBytes: 1 << 20, known: known}
+		r.decode(b)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r
+	}
+	refs := make([]string, 50)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("wide:f%d_sum_10m", i)
+	}
+	first := decode(enc(refs...))
+	again := decode(enc(refs...))
+	if !slices.Equal(again.features, refs) || unsafe.StringData(again.features[7]) != unsafe.StringData(first.features[7]) {
+		t.Fatal("a list asked again was not decoded into the known strings")
+	}
+	other := slices.Clone(refs)
+	other[49] = "wide:other"
+	for _, b := range [][]byte{enc(other...), enc(refs[:49]...)} {
+		r := decode(b)
+		if unsafe.StringData(r.features[7]) == unsafe.StringData(first.features[7]) {
+			t.Fatalf("a different list (%d references) got the known strings", len(r.features))
+		}
+	}
+	// The first list is still known beside the two others.
+	b := enc(refs...)
+	r := &request{maxBytes: 1 << 20, known: known}
+	allocs := testing.AllocsPerRun(100, func() {
+		r.reset()
+		r.decode(b)
+	})
+	if r.err != nil || !slices.Equal(r.features, refs) {
+		t.Fatalf("decoded %q, %v", r.features, r.err)
+	}
+	if allocs > 1 {
+		t.Fatalf("%v allocations to decode a known list and one row, want at most 1 (the row's strings)", allocs)
 	}
 }
