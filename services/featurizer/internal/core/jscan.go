@@ -277,6 +277,7 @@ type fastEnvelope struct {
 	beforeS, beforeE       int
 	afterS, afterE         int
 	sequence               []byte
+	seqBuf                 []byte // sequence unescaped, when it had escapes
 	hasPayload             bool
 	payloadS, payloadE     int
 	seen                   uint16
@@ -318,7 +319,7 @@ func isInt64(t []byte) bool {
 // the inner envelope of {"schema":..., "payload":{...}}, whose own
 // "payload" key is an unknown field).
 func scanEnvelope(b []byte, s, e int, inner bool, env *fastEnvelope) bool {
-	*env = fastEnvelope{}
+	*env = fastEnvelope{seqBuf: env.seqBuf[:0]}
 	end, ok := scanObject(b[:e], s, 0, func(key []byte, plain bool, b []byte, vs, ve int, kind byte) bool {
 		if !plain {
 			return false
@@ -404,13 +405,20 @@ func scanEnvelope(b []byte, s, e int, inner bool, env *fastEnvelope) bool {
 						if kind != '"' {
 							return false
 						}
-						if _, p, _ := scanString(b, s); !p {
-							return false
+						_, plain, _ := scanString(b, s) // syntax checked by scanObject
+						if f != "sequence" {
+							return true // only checked to be a string
 						}
-						if f == "sequence" {
+						if plain {
 							env.sequence = b[s+1 : e-1]
+							return true
 						}
-						return true
+						// Debezium's sequence is a JSON array in a string:
+						// its quotes are always escaped.
+						var ok bool
+						env.seqBuf, ok = unescapeSimple(env.seqBuf[:0], b[s+1:e-1])
+						env.sequence = env.seqBuf
+						return ok
 					}
 					if bytes.EqualFold(key, []byte(f)) {
 						return false
@@ -431,4 +439,32 @@ func scanEnvelope(b []byte, s, e int, inner bool, env *fastEnvelope) bool {
 		return true
 	})
 	return ok && end == e
+}
+
+// unescapeSimple appends the value of the JSON string body raw (between
+// its quotes, syntax already checked) to dst, if raw is ASCII and escapes
+// only quotes, backslashes and slashes; otherwise it reports false and the
+// record goes to encoding/json.
+func unescapeSimple(dst, raw []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			return dst, false
+		case c == '\\':
+			if i+1 >= len(raw) {
+				return dst, false
+			}
+			switch raw[i+1] {
+			case '"', '\\', '/':
+				dst = append(dst, raw[i+1])
+				i++
+			default:
+				return dst, false
+			}
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, true
 }

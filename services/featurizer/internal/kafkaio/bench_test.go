@@ -17,9 +17,11 @@ import (
 
 // BenchmarkEndToEnd: b.N click events already on the embedded broker
 // (4 partitions, 10k users) are consumed by the featurizer's source stage,
-// routed through the repartition topic (acks=all), aggregated, and their
-// tiles written to features.tiles with acks=all; the clock stops when
-// every routed record is aggregated and the last flush is written.
+// routed through the repartition topic (acks=all), aggregated by a view of
+// six features in three tiles (count, sum, max, approx_distinct, p90,
+// latest), and their tiles written to features.tiles with acks=all; the
+// clock stops when every routed record is aggregated and the last flush is
+// written.
 //
 // The broker runs in a child process, as Kafka runs elsewhere in
 // production, so this process is the featurizer (both stages) alone:
@@ -27,29 +29,59 @@ import (
 // broker), events/cpu-s the events per second of CPU time this process
 // used (user + system), that is per core, the figure of DESIGN.md §6.
 func BenchmarkEndToEnd(b *testing.B) {
-	n := max(b.N, 1000)
-	broker := testutil.KafkaProcess(b, 4)
-	brokers := []string{broker}
-	ctx := testutil.Context(b, 10*time.Minute)
 	view, err := featurespec.Parse("bench.yaml", []byte(crashView))
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
+	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
+	benchEndToEnd(b, []*featurespec.View{view}, "events.clicks", func(rng *rand.Rand, i int) (string, []byte) {
+		u := fmt.Sprint("u", rng.IntN(10000))
+		v, _ := json.Marshal(map[string]any{"user_id": u, "ts": t0 + int64(i)*5, "x": rng.IntN(1000), "page": fmt.Sprint("p", rng.IntN(300))})
+		return u, v
+	})
+}
+
+// BenchmarkEndToEndFraud is BenchmarkEndToEnd with the fraud example's
+// per-user transaction view (21 features in three tiles) over Debezium
+// change events of public.transactions (inserts keyed by txn_id, 10k
+// users, 500 merchants, decimal amounts as strings), as ingest writes them.
+func BenchmarkEndToEndFraud(b *testing.B) {
+	view, err := featurespec.LoadFile("../../../../examples/fraud/features/user_transactions.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	benchEndToEnd(b, []*featurespec.View{view}, "cdc.public.transactions", func(rng *rand.Rand, i int) (string, []byte) {
+		after := map[string]any{"txn_id": i, "user_id": rng.IntN(10000), "merchant_id": fmt.Sprint("m", rng.IntN(500)),
+			"amount": fmt.Sprintf("%d.%02d", rng.IntN(500), rng.IntN(100)), "currency": "USD",
+			"created_at": t0.Add(time.Duration(i) * 5 * time.Millisecond).Format(time.RFC3339Nano)}
+		v, _ := json.Marshal(map[string]any{"before": nil, "after": after, "op": "c", "ts_ms": t0.UnixMilli(),
+			"source": map[string]any{"connector": "tributary", "db": "tributary", "schema": "public", "table": "transactions",
+				"lsn": i, "sequence": fmt.Sprintf(`["%d","%d"]`, i, i)}})
+		return fmt.Sprint(i), v
+	})
+}
+
+// benchEndToEnd runs the end-to-end benchmark of views over b.N records of
+// topic made by gen (key, value of record i).
+func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen func(rng *rand.Rand, i int) (string, []byte)) {
+	n := max(b.N, 1000)
+	broker := testutil.KafkaProcess(b, 4)
+	brokers := []string{broker}
+	ctx := testutil.Context(b, 10*time.Minute)
+	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: topic, Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
 		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
 		b.Fatal(err)
 	}
-	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: "events.clicks", BatchSize: 10000})
+	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: topic, BatchSize: 1000})
 	if err != nil {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
 	batch := make([]kafka.Message, 0, 20000)
 	for i := 0; i < n; i++ {
-		u := fmt.Sprint("u", rng.IntN(10000))
-		v, _ := json.Marshal(map[string]any{"user_id": u, "ts": t0 + int64(i)*5, "x": rng.IntN(1000), "page": fmt.Sprint("p", rng.IntN(300))})
-		batch = append(batch, kafka.Message{Key: []byte(u), Value: v})
+		k, v := gen(rng, i)
+		batch = append(batch, kafka.Message{Key: []byte(k), Value: v})
 		if len(batch) == cap(batch) || i == n-1 {
 			if err := src.Write(ctx, batch...); err != nil {
 				b.Fatal(err)
@@ -72,7 +104,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	start, cpu0 := time.Now(), testutil.ProcessCPU(b)
 	// Both stages flush (and commit) every 50k events and not by time, so
 	// the tiles emitted per event do not depend on how fast the run is.
-	p := startProcess(b, ctx, brokers, []*featurespec.View{view}, routedOut, tileOut, 50000, time.Minute, nil)
+	p := startProcess(b, ctx, brokers, views, routedOut, tileOut, 50000, time.Minute, nil)
 	testutil.Eventually(b, 10*time.Minute, "all events consumed", func() error {
 		return caughtUp(ctx, brokers, 4, []*RouteHandler{p.route}, []*Aggregator{p.agg})
 	})
@@ -83,6 +115,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 	b.StopTimer()
 	if got := p.eng.C.Records.Load(); got != int64(n) {
 		b.Fatalf("%d records routed, want %d", got, n)
+	}
+	if inv := p.eng.C.Invalid.Load(); inv != 0 {
+		b.Fatalf("%d invalid records", inv)
 	}
 	b.ReportMetric(float64(n)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(n)/cpu.Seconds(), "events/cpu-s")
