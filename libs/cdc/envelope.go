@@ -72,6 +72,13 @@ func (p Position) SequenceString() string {
 
 // ParseSequence parses Debezium's source.sequence.
 func ParseSequence(s string) (Position, error) {
+	if p, ok := parseSequenceFast(s); ok {
+		return p, nil
+	}
+	return parseSequenceJSON(s)
+}
+
+func parseSequenceJSON(s string) (Position, error) {
 	var parts []string
 	if err := json.Unmarshal([]byte(s), &parts); err != nil || len(parts) != 2 {
 		return Position{}, fmt.Errorf("source.sequence %q: want [\"<commit lsn>\",\"<lsn>\"]", s)
@@ -82,6 +89,38 @@ func ParseSequence(s string) (Position, error) {
 		return Position{}, fmt.Errorf("source.sequence %q: positions must be decimal LSNs", s)
 	}
 	return Position{CommitLSN: c, LSN: l}, nil
+}
+
+// parseSequenceFast parses the exact form SequenceString writes,
+// ["<digits>","<digits>"] (every change event carries one); anything else
+// goes to encoding/json.
+func parseSequenceFast(s string) (Position, bool) {
+	num := func(s string, i int) (uint64, int, bool) {
+		if i >= len(s) || s[i] != '"' {
+			return 0, 0, false
+		}
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i+1 || j >= len(s) || s[j] != '"' {
+			return 0, 0, false
+		}
+		v, err := strconv.ParseUint(s[i+1:j], 10, 64)
+		return v, j + 1, err == nil
+	}
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return Position{}, false
+	}
+	c, i, ok := num(s, 1)
+	if !ok || i >= len(s) || s[i] != ',' {
+		return Position{}, false
+	}
+	l, i, ok := num(s, i+1)
+	if !ok || i != len(s)-1 {
+		return Position{}, false
+	}
+	return Position{CommitLSN: c, LSN: l}, true
 }
 
 // Deduper drops streamed change events already seen. Ingest emits a

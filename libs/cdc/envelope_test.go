@@ -53,3 +53,23 @@ func FuzzParseSequence(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSequenceFastPathMatchesJSON: whatever the fast path parses, the
+// encoding/json path parses to the same position.
+func FuzzSequenceFastPathMatchesJSON(f *testing.F) {
+	f.Add(`["1","2"]`)
+	f.Add(`["18446744073709551615","0"]`)
+	f.Add(`["18446744073709551616","0"]`)
+	f.Add(`[ "1" , "2" ]`)
+	f.Add(`["01","2"]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := parseSequenceFast(s)
+		if !ok {
+			return
+		}
+		q, err := parseSequenceJSON(s)
+		if err != nil || q != p {
+			t.Fatalf("%q: fast path %v, encoding/json %v %v", s, p, q, err)
+		}
+	})
+}
