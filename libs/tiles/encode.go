@@ -10,10 +10,15 @@ import (
 	"github.com/tributary-ml/tributary/libs/jsonenc"
 )
 
-// AppendJSON appends the tile's JSON (the same document json.Marshal
-// writes, field for field) to b. It is the featurizer's hot path: every
-// flush encodes every changed tile, and reflection-based encoding of the
-// feature map cost more than aggregating the events.
+// AppendJSON appends the tile's JSON to b: the document json.Marshal
+// writes, field for field, except that a feature sharing its IR (the same
+// pointer) with a feature named before it is written as that feature's
+// name, a JSON string ("txn_sum_1h":"txn_avg_10m"), which Decode resolves
+// (the featurizer keeps one state for the features of a column that need
+// the same one: a fraud-view tile shrinks 4 to 7 times). It is the
+// featurizer's hot path: every flush encodes every changed tile, and
+// reflection-based encoding of the feature map cost more than aggregating
+// the events.
 func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"view":`...)
 	b = appendString(b, t.View)
@@ -35,15 +40,14 @@ func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		// Features may share one IR (the featurizer keeps one state for
-		// the features of a column that need the same one): encode it
-		// once and copy its bytes.
-		type span struct {
-			ir       *IR
-			from, to int
+		// Features may share one IR: encode it once, under the first
+		// name, and refer to that name after.
+		type written struct {
+			ir   *IR
+			name string
 		}
-		var spanBuf [16]span
-		spans := spanBuf[:0]
+		var doneBuf [16]written
+		done := doneBuf[:0]
 		b = append(b, '{')
 		for i, n := range names {
 			if i > 0 {
@@ -52,23 +56,22 @@ func (t *Tile) AppendJSON(b []byte) ([]byte, error) {
 			b = appendString(b, n)
 			b = append(b, ':')
 			ir := t.Features[n]
-			done := false
-			for _, s := range spans {
-				if s.ir == ir && ir != nil {
-					b = append(b, b[s.from:s.to]...)
-					done = true
+			alias := ""
+			for _, w := range done {
+				if w.ir == ir && ir != nil {
+					alias = w.name
 					break
 				}
 			}
-			if done {
+			if alias != "" {
+				b = appendString(b, alias)
 				continue
 			}
-			from := len(b)
 			var err error
 			if b, err = ir.appendJSON(b); err != nil {
 				return nil, fmt.Errorf("feature %s: %w", n, err)
 			}
-			spans = append(spans, span{ir, from, len(b)})
+			done = append(done, written{ir, n})
 		}
 		b = append(b, '}')
 	}

@@ -124,11 +124,54 @@ func AppendKey(b []byte, view, entity string, resMs, startMs int64) []byte {
 // Encode renders the tile as JSON, its format on the topic.
 func (t *Tile) Encode() ([]byte, error) { return t.AppendJSON(make([]byte, 0, 256)) }
 
-// Decode parses a tile and checks the fields readers rely on.
+// tileJSON is a tile as decoded: a feature is an IR or, as AppendJSON
+// writes a feature sharing another's IR, that feature's name.
+type tileJSON struct {
+	View         string                     `json:"view"`
+	Entity       string                     `json:"entity"`
+	ResolutionMs int64                      `json:"res_ms"`
+	StartMs      int64                      `json:"start_ms"`
+	MaxEventMs   int64                      `json:"max_event_ms"`
+	Features     map[string]json.RawMessage `json:"features"`
+	Offsets      map[string]int64           `json:"offsets,omitempty"`
+}
+
+// Decode parses a tile and checks the fields readers rely on. Features
+// written as another feature's name share that feature's IR.
 func Decode(b []byte) (*Tile, error) {
-	var t Tile
-	if err := json.Unmarshal(b, &t); err != nil {
+	var j tileJSON
+	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("decode tile: %w", err)
+	}
+	t := Tile{View: j.View, Entity: j.Entity, ResolutionMs: j.ResolutionMs, StartMs: j.StartMs, MaxEventMs: j.MaxEventMs, Offsets: j.Offsets}
+	if j.Features != nil {
+		t.Features = make(map[string]*IR, len(j.Features))
+		var aliases map[string]string
+		for name, raw := range j.Features {
+			if len(raw) > 0 && raw[0] == '"' {
+				var to string
+				if err := json.Unmarshal(raw, &to); err != nil {
+					return nil, fmt.Errorf("decode tile %s: feature %s: %w", t.View, name, err)
+				}
+				if aliases == nil {
+					aliases = map[string]string{}
+				}
+				aliases[name] = to
+				continue
+			}
+			var ir *IR
+			if err := json.Unmarshal(raw, &ir); err != nil {
+				return nil, fmt.Errorf("decode tile %s: feature %s: %w", t.View, name, err)
+			}
+			t.Features[name] = ir
+		}
+		for name, to := range aliases {
+			ir, ok := t.Features[to]
+			if _, chained := aliases[to]; chained || !ok || ir == nil {
+				return nil, fmt.Errorf("decode tile %s: feature %s shares the state of %q, which holds none", t.View, name, to)
+			}
+			t.Features[name] = ir
+		}
 	}
 	switch {
 	case t.View == "":

@@ -227,6 +227,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"view":"v","entity":"e","res_ms":300000,"start_ms":600000,"features":{"f":{"n":2,"sum":3,"dc":{"s":[1,2]},"q":{"p":{"3":2}}}}}`))
 	f.Add([]byte(`{"view":"v","entity":"e","features":{"f":{"n":1,"dc":{"r":""}}}}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"view":"v","entity":"e","features":{"a":{"n":1},"b":"a","c":"b","d":"zz"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		tl, err := Decode(b)
 		if err != nil {
@@ -277,8 +278,10 @@ func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
 	})
 }
 
-// TestAppendJSONSharedIRs: features that share one IR pointer encode like
-// separate equal IRs (encoding/json's output).
+// TestAppendJSONSharedIRs: features that share one IR pointer are written
+// once, later ones as the first one's name; Decode gives them one shared
+// IR again, equal to what the encoding/json form (a copy per feature)
+// decodes to.
 func TestAppendJSONSharedIRs(t *testing.T) {
 	shared := &IR{}
 	shared.Add(json.Number("2.5"), 10)
@@ -291,12 +294,38 @@ func TestAppendJSONSharedIRs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := json.Marshal(tl)
+	if !strings.Contains(string(got), `"c_max":"a_sum","d_last":"a_sum"`) {
+		t.Fatalf("shared IRs not written as references:\n%s", got)
+	}
+	full, err := json.Marshal(tl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != string(want) {
-		t.Fatalf("AppendJSON:\n%s\nencoding/json:\n%s", got, want)
+	a, err := Decode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Decode(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Features["a_sum"] != a.Features["c_max"] || a.Features["a_sum"] != a.Features["d_last"] {
+		t.Error("decoded references do not share the IR")
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	if string(ja) != string(jb) {
+		t.Fatalf("decoded with references:\n%s\nwithout:\n%s", ja, jb)
+	}
+	for _, bad := range []string{
+		`{"view":"v","entity":"e","features":{"a":"b"}}`,
+		`{"view":"v","entity":"e","features":{"a":"a"}}`,
+		`{"view":"v","entity":"e","features":{"a":{"n":1},"b":"a","c":"b"}}`,
+		`{"view":"v","entity":"e","features":{"a":null,"b":"a"}}`,
+	} {
+		if _, err := Decode([]byte(bad)); err == nil {
+			t.Errorf("Decode(%s): want an error", bad)
+		}
 	}
 }
 

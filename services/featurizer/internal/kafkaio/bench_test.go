@@ -73,7 +73,7 @@ func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen fu
 		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
 		b.Fatal(err)
 	}
-	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: topic, BatchSize: 1000})
+	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: topic, BatchSize: 10000})
 	if err != nil {
 		b.Fatal(err)
 	}
