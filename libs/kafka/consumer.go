@@ -155,7 +155,10 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		case err == nil:
 			hctx := ctx
 			if !c.cfg.IgnoreTrace {
-				hctx = ExtractTrace(ctx, &m)
+				// A copy: the propagator keeps a pointer to the headers,
+				// which would move every record to the heap.
+				tm := m
+				hctx = ExtractTrace(ctx, &tm)
 			}
 			if herr := h.Handle(hctx, m); herr != nil {
 				return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, herr)

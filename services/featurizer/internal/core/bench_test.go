@@ -98,7 +98,7 @@ func BenchmarkMemoryPerMillionEntities(b *testing.B) {
 			b.Fatal(err)
 		}
 		// The flushed tiles were written: what stays is the per-entity state
-		// (plus at most one spare flush buffer, bounded by maxSpare).
+		// (plus the spare flush chunks, at most maxSpare).
 		e.Recycle()
 		runtime.GC()
 		var after runtime.MemStats

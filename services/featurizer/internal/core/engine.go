@@ -317,15 +317,15 @@ type Engine struct {
 	srcs   map[string]map[int64]string
 	rt     routed
 	vals   []tiles.Value
-	// flushBytes sizes the next flush's tile buffer; spare is a buffer
-	// and outputs slice given back with Recycle.
-	flushBytes int
-	spare      []byte
-	spareOuts  []Output
-	// last is the last Flush's buffer and outputs, for Recycle.
+	// spare holds the chunks and outputs slice given back with Recycle.
+	spare struct {
+		chunks [][]byte
+		outs   []Output
+	}
+	// last is the last Flush's chunks and outputs, for Recycle.
 	last struct {
-		buf  []byte
-		outs []Output
+		chunks [][]byte
+		outs   []Output
 	}
 
 	// C are the engine's counters.
@@ -627,25 +627,33 @@ func (e *Engine) Flush() ([]Output, error) {
 			e.expire(sh, i)
 		}
 	}
-	// One buffer for the flush's tiles (sized like the last one): the
-	// outputs are slices of it, handed over to the caller, so the next
-	// flush starts a new one unless the caller gave the last one back
+	// The flush's tiles are written into chunks of flushChunk bytes: the
+	// outputs are slices of them, handed over to the caller, so the next
+	// flush takes new chunks unless the caller gave the last ones back
 	// (Recycle): writing tens of megabytes to fresh memory every flush
-	// costs page faults and garbage collections.
-	out := e.spareOuts[:0]
+	// costs page faults and garbage collections, and one growing buffer
+	// would copy itself as it grows.
+	out := e.spare.outs[:0]
 	if cap(out) < len(e.dirty)+len(e.tombs) {
 		out = make([]Output, 0, len(e.dirty)+len(e.tombs))
 	}
-	buf := e.spare[:0]
-	if cap(buf) < e.flushBytes {
-		buf = make([]byte, 0, e.flushBytes)
-	}
-	e.spare, e.spareOuts = nil, nil
-	e.last.buf, e.last.outs = nil, nil
+	spare := e.spare.chunks
+	e.spare.chunks, e.spare.outs = nil, nil
+	e.last.chunks, e.last.outs = nil, nil
+	var chunks [][]byte
+	var buf []byte
 	for _, st := range e.dirty {
 		st.dirty = false
 		if st.dead {
 			continue
+		}
+		if cap(buf)-len(buf) < flushChunk/16 {
+			if len(spare) > 0 {
+				buf, spare = spare[len(spare)-1][:0], spare[:len(spare)-1]
+			} else {
+				buf = make([]byte, 0, flushChunk)
+			}
+			chunks = append(chunks, nil)
 		}
 		from := len(buf)
 		buf = tiles.AppendKey(buf, st.vp.view.Name, st.en.id, st.group.resMs, st.startMs)
@@ -654,13 +662,13 @@ func (e *Engine) Flush() ([]Output, error) {
 		if buf, err = st.tile(&st.group.scratch).AppendJSON(buf); err != nil {
 			return nil, fmt.Errorf("encode tile %s: %w", st.key(), err)
 		}
+		chunks[len(chunks)-1] = buf // moved if a huge tile outgrew it
 		out = append(out, Output{Key: key, Value: buf[from+len(key) : len(buf) : len(buf)]})
 	}
-	e.flushBytes = len(buf) + len(buf)/8
 	for _, k := range e.tombs {
 		out = append(out, Output{Key: []byte(k)})
 	}
-	e.last.buf, e.last.outs = buf, out
+	e.last.chunks, e.last.outs = chunks, out
 	e.C.Emitted.Add(int64(len(out) - len(e.tombs)))
 	e.C.Expired.Add(int64(len(e.tombs)))
 	clear(e.dirty)
@@ -669,19 +677,34 @@ func (e *Engine) Flush() ([]Output, error) {
 	return out, nil
 }
 
-// maxSpare bounds the buffer Recycle keeps for the next Flush.
-const maxSpare = 128 << 20
+// flushChunk is the size of the chunks Flush writes tiles into.
+const flushChunk = 1 << 20
+
+// maxSpare bounds the chunks Recycle keeps for the next Flush (16 MiB: a
+// steady stream's flushes every few tens of milliseconds fit; a larger
+// one, after a restore or a lag, takes new chunks).
+const maxSpare = 16
+
+// maxSpareOuts bounds the outputs slice Recycle keeps (3 MiB).
+const maxSpareOuts = 64 << 10
 
 // Recycle says the outputs of the last Flush are done with (written and
 // acknowledged: nothing refers to their bytes any more), so the next Flush
 // reuses their memory. Do not call it when unsure (a write abandoned after
 // a timeout may still be sending them).
 func (e *Engine) Recycle() {
-	if e.last.buf != nil && cap(e.last.buf) <= maxSpare {
-		clear(e.last.outs)
-		e.spare, e.spareOuts = e.last.buf[:0], e.last.outs[:0]
+	if e.last.outs != nil {
+		if cap(e.last.outs) <= maxSpareOuts {
+			clear(e.last.outs)
+			e.spare.outs = e.last.outs[:0]
+		}
+		for _, c := range e.last.chunks {
+			if len(e.spare.chunks) < maxSpare && cap(c) == flushChunk {
+				e.spare.chunks = append(e.spare.chunks, c)
+			}
+		}
 	}
-	e.last.buf, e.last.outs = nil, nil
+	e.last.chunks, e.last.outs = nil, nil
 }
 
 func (e *Engine) expire(sh *shard, view int) {

@@ -12,6 +12,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
@@ -53,6 +54,8 @@ type Aggregator struct {
 	// commit failed since).
 	next  map[int32]int64
 	clean bool
+	// msgs is the tile records of a flush, reused.
+	msgs  []kafka.Message
 	ready atomic.Bool
 	gens  atomic.Int64
 	lagTracker
@@ -374,7 +377,7 @@ func (a *Aggregator) flush(ctx context.Context) error {
 		// group waits for the generation function, so the write ends
 		// (acknowledged or failed) before this member rejoins.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), emitTimeout)
-		err = Emit(wctx, a.out, outs)
+		a.msgs, err = Emit(wctx, a.out, outs, a.msgs)
 		cancel()
 	}
 	if err != nil {

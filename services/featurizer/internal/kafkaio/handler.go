@@ -303,17 +303,21 @@ func recordSize(m *kafka.Message) int {
 	return n
 }
 
-// Emit writes core outputs as features.tiles records.
-func Emit(ctx context.Context, w Writer, outs []core.Output) error {
+// Emit writes core outputs as features.tiles records, building them in
+// msgs (returned for reuse: the writer is done with them once Write
+// returned).
+func Emit(ctx context.Context, w Writer, outs []core.Output, msgs []kafka.Message) ([]kafka.Message, error) {
 	if len(outs) == 0 {
-		return nil
+		return msgs, nil
 	}
-	msgs := make([]kafka.Message, len(outs))
-	for i, o := range outs {
-		msgs[i] = kafka.Message{Key: o.Key, Value: o.Value}
+	msgs = msgs[:0]
+	for _, o := range outs {
+		msgs = append(msgs, kafka.Message{Key: o.Key, Value: o.Value})
 	}
-	if err := w.Write(ctx, msgs...); err != nil {
-		return fmt.Errorf("emit %d tiles: %w", len(outs), err)
+	err := w.Write(ctx, msgs...)
+	clear(msgs)
+	if err != nil {
+		return msgs, fmt.Errorf("emit %d tiles: %w", len(outs), err)
 	}
-	return nil
+	return msgs, nil
 }
