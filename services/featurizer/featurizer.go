@@ -183,19 +183,18 @@ func (s *Service) stream(ctx context.Context) error {
 	if err := kafka.EnsureTopics(ctx, brokers, specs...); err != nil {
 		return err
 	}
-	tileOut, err := kafka.NewProducer(kafkaio.TileProducerConfig(brokers))
+	tileOut, err := kafka.NewKeyedWriter(ctx, brokers, tiles.Topic)
 	if err != nil {
 		return err
 	}
+	defer func() { _ = tileOut.Close() }()
 	routedOut, err := kafka.NewProducer(kafkaio.RoutedProducerConfig(brokers))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		for name, p := range map[string]*kafka.Producer{"tile": tileOut, "routed record": routedOut} {
-			if err := p.Close(); err != nil {
-				log.Warn("close producer", "producer", name, "err", err)
-			}
+		if err := routedOut.Close(); err != nil {
+			log.Warn("close routed record producer", "err", err)
 		}
 	}()
 	agg, err := kafkaio.NewAggregator(kafkaio.AggregatorConfig{

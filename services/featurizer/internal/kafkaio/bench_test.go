@@ -90,7 +90,7 @@ func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen fu
 		}
 	}
 	_ = src.Close()
-	tileOut, err := kafka.NewProducer(TileProducerConfig(brokers))
+	tileOut, err := kafka.NewKeyedWriter(ctx, brokers, tiles.Topic)
 	if err != nil {
 		b.Fatal(err)
 	}

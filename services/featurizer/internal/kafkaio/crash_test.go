@@ -358,7 +358,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		t.Fatalf("reference saw %d records, want %d", ref.C.Records.Load(), events)
 	}
 
-	tileOut, err := kafka.NewProducer(TileProducerConfig(brokers))
+	tileOut, err := kafka.NewKeyedWriter(ctx, brokers, tiles.Topic)
 	if err != nil {
 		t.Fatal(err)
 	}

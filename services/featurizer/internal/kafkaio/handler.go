@@ -11,7 +11,6 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/tributary-ml/tributary/libs/kafka"
-	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
@@ -130,16 +129,6 @@ type RouteConfig struct {
 // fewer. kafka-go allocates room for a whole batch per write and
 // partition, so it is not set higher than needed.
 const RoutedBatchSize = 32
-
-// TileBatchSize is the batch size of TileProducerConfig: about what fits
-// kafka-go's 1 MiB batch limit for tiles of a few hundred bytes (kafka-go
-// allocates room for a whole batch per partition and write).
-const TileBatchSize = 2000
-
-// TileProducerConfig configures the producer of features.tiles.
-func TileProducerConfig(brokers []string) kafka.ProducerConfig {
-	return kafka.ProducerConfig{Brokers: brokers, Topic: tiles.Topic, BatchSize: TileBatchSize}
-}
 
 // DefaultRoutedRecordBytes is the default RouteConfig.RecordBytes: large
 // enough that Kafka's per-record cost vanishes (hundreds of changes per
