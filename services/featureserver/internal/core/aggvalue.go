@@ -40,42 +40,38 @@ func aggOf(agg string) aggKind {
 	return aggOther
 }
 
-// numericValue computes what tiles.IR.Value returns for the numeric
-// aggregations without boxing the number in an interface (an allocation
-// per value, most of the values a request serves). ok is false for
-// aggOther, and when there is no value (Value then has Kind KindNone).
-// aggvalue_test.go checks it against tiles.IR.Value.
-func numericValue(ir *tiles.IR, kind aggKind) (v Value, ok bool) {
+// numericValue sets v to what tiles.IR.Value returns for the numeric
+// aggregations, without boxing the number in an interface (an allocation
+// per value, most of the values a request serves): a number, or Kind
+// KindNone when there is none. It returns false, leaving v alone, for
+// aggOther. aggvalue_test.go checks it against tiles.IR.Value.
+func numericValue(v *Value, ir *tiles.IR, kind aggKind) bool {
 	var x float64
 	switch kind {
 	case aggCount:
 		x = float64(ir.Count)
 	case aggSum:
 		x = ir.Sum
-	case aggAvg:
+	case aggAvg, aggMin, aggMax, aggStddev:
 		if ir.NumCount == 0 {
-			return Value{}, true
+			*v = Value{}
+			return true
 		}
-		x = ir.Sum / float64(ir.NumCount)
-	case aggMin:
-		if ir.NumCount == 0 {
-			return Value{}, true
+		switch kind {
+		case aggAvg:
+			x = ir.Sum / float64(ir.NumCount)
+		case aggMin:
+			x = ir.Min
+		case aggMax:
+			x = ir.Max
+		default:
+			n := float64(ir.NumCount)
+			mean := ir.Sum / n
+			x = math.Sqrt(math.Max(0, ir.SumSq/n-mean*mean))
 		}
-		x = ir.Min
-	case aggMax:
-		if ir.NumCount == 0 {
-			return Value{}, true
-		}
-		x = ir.Max
-	case aggStddev:
-		if ir.NumCount == 0 {
-			return Value{}, true
-		}
-		n := float64(ir.NumCount)
-		mean := ir.Sum / n
-		x = math.Sqrt(math.Max(0, ir.SumSq/n-mean*mean))
 	default:
-		return Value{}, false
+		return false
 	}
-	return Value{Kind: KindDouble, Double: x}, true
+	*v = Value{Kind: KindDouble, Double: x}
+	return true
 }

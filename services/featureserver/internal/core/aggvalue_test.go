@@ -28,21 +28,21 @@ func TestNumericValueMatchesIRValue(t *testing.T) {
 		ir := &tiles.IR{Count: counts[rng.IntN(len(counts))], NumCount: counts[rng.IntN(len(counts))], Sum: f(), SumSq: f(), Min: f(), Max: f()}
 		for _, agg := range aggs {
 			kind := aggOf(agg)
-			got, ok := numericValue(ir, kind)
-			if !ok {
+			got := Value{Str: "stale"}
+			if !numericValue(&got, ir, kind) {
 				t.Fatalf("%s: not computed", agg)
 			}
 			var want Value
 			if raw, found := ir.Value(agg); found {
 				want = toValue(raw)
 			}
-			if got.Kind != want.Kind || math.Float64bits(got.Double) != math.Float64bits(want.Double) {
+			if got.Kind != want.Kind || math.Float64bits(got.Double) != math.Float64bits(want.Double) || got.Str != "" {
 				t.Fatalf("%s of %+v: %+v, want %+v", agg, ir, got, want)
 			}
 		}
 	}
 	for _, agg := range []string{featurespec.AggFirst, featurespec.AggLast, featurespec.AggLatest, featurespec.AggApproxDistinct, "p50"} {
-		if _, ok := numericValue(&tiles.IR{Count: 1}, aggOf(agg)); ok {
+		if numericValue(&Value{}, &tiles.IR{Count: 1}, aggOf(agg)) {
 			t.Fatalf("%s computed without tiles.IR.Value", agg)
 		}
 	}

@@ -584,23 +584,25 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, c *slotCache, ou
 				}
 			}
 		}
-		out[i] = value(&ir, newest, f.newest, p.agg, p.feat.Aggregation, maxAgeMs, nowMs)
+		setValue(&out[i], &ir, newest, f.newest, p.agg, p.feat.Aggregation, maxAgeMs, nowMs)
 	}
 }
 
-// value is a merged feature's value; newest is the newest event in its
+// setValue sets v to a merged feature's value (in place: Values are
+// written per feature of every row); newest is the newest event in its
 // window, entityNewest the newest of the entity in the view.
-func value(ir *tiles.IR, newest, entityNewest int64, kind aggKind, agg string, maxAgeMs, nowMs int64) Value {
-	v, ok := numericValue(ir, kind)
-	if !ok {
+func setValue(v *Value, ir *tiles.IR, newest, entityNewest int64, kind aggKind, agg string, maxAgeMs, nowMs int64) {
+	if !numericValue(v, ir, kind) {
 		raw, found := ir.Value(agg)
 		if !found {
-			return Value{Status: StatusNotFound}
+			*v = Value{Status: StatusNotFound}
+			return
 		}
-		v = toValue(raw)
+		*v = toValue(raw)
 	}
 	if v.Kind == KindNone {
-		return Value{Status: StatusNotFound}
+		*v = Value{Status: StatusNotFound}
+		return
 	}
 	// A window no event fell into (a count that decayed to 0) is as fresh
 	// as the newest event seen for the entity in this view.
@@ -612,7 +614,6 @@ func value(ir *tiles.IR, newest, entityNewest int64, kind aggKind, agg string, m
 	if maxAgeMs > 0 && nowMs-newest > maxAgeMs {
 		v.Status = StatusStale
 	}
-	return v
 }
 
 // window merges feature over sp (a span: the tiles of one window), the

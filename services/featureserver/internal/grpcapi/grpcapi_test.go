@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -411,3 +413,55 @@ func BenchmarkServerSide_1x50(b *testing.B) { benchmarkServerSide(b, 1) }
 
 // BenchmarkServerSide_100x50 is the server's work for 100 entities × 50 features.
 func BenchmarkServerSide_100x50(b *testing.B) { benchmarkServerSide(b, 100) }
+
+// TestConcurrentCallsGetTheirOwnAnswers: calls with different reference
+// lists and rows, concurrently over gRPC, each get the answer the same
+// call gets alone (decoding state, known reference lists and response
+// buffers are reused across calls).
+func TestConcurrentCallsGetTheirOwnAnswers(t *testing.T) {
+	e := serve(t, 3, core.DefaultLimits())
+	full := request(e.view, 3)
+	var reqs []*featuresv1.GetOnlineFeaturesRequest
+	for i := range 6 {
+		refs := slices.Clone(full.Features[i : 10+i*7])
+		if i%2 == 1 {
+			slices.Reverse(refs)
+		}
+		rows := full.Entities[:1+i%3]
+		if i == 5 {
+			rows = append(slices.Clone(rows), &featuresv1.EntityRow{JoinKeys: map[string]string{"user_id": "nobody"}})
+		}
+		reqs = append(reqs, &featuresv1.GetOnlineFeaturesRequest{Features: refs, Entities: rows})
+	}
+	ctx := context.Background()
+	want := make([]*featuresv1.GetOnlineFeaturesResponse, len(reqs))
+	for i, req := range reqs {
+		resp, err := e.client.GetOnlineFeatures(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = resp
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for n := range 40 {
+				i := (w + n*5) % len(reqs)
+				resp, err := e.client.GetOnlineFeatures(ctx, reqs[i])
+				if err == nil && !proto.Equal(resp, want[i]) {
+					err = fmt.Errorf("request %d: answer differs from the one it gets alone", i)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
