@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/telemetry"
@@ -28,8 +29,9 @@ type Base struct {
 	grpcLis  net.Listener
 }
 
-// New builds the base of service name from the shared flags. log may be nil.
-func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *slog.Logger) (*Base, error) {
+// New builds the base of service name from the shared flags. log may be
+// nil; opts go to the gRPC server (with withGRPC).
+func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *slog.Logger, opts ...grpc.ServerOption) (*Base, error) {
 	if err := c.Validate(withGRPC); err != nil {
 		return nil, err
 	}
@@ -45,7 +47,7 @@ func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *
 		return nil, err
 	}
 	if withGRPC {
-		if b.GRPC, err = NewGRPC(tel); err != nil {
+		if b.GRPC, err = NewGRPC(tel, opts...); err != nil {
 			_ = b.adminLis.Close()
 			return nil, err
 		}

@@ -277,26 +277,19 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if deps.WrapStore != nil {
 		store = wrapStore(store, deps.WrapStore)
 	}
-	base, err := service.New(ctx, Name, cfg.Common, true, log)
+	// The feature service's codec sends answers already in wire form.
+	base, err := service.New(ctx, Name, cfg.Common, true, log, grpcapi.ServerOptions()...)
 	if err != nil {
 		return nil, errors.Join(err, store.Close())
 	}
 	online, err := core.NewOnline(store, catalog, now, cfg.limits())
 	if err != nil {
-		return nil, errors.Join(err, store.Close())
+		return nil, errors.Join(err, store.Close(), base.Close())
 	}
 	consumer, err := tileconsumer.New(store, catalog, now, base.Tel.Meter, base.Log)
 	if err != nil {
-		return nil, errors.Join(err, store.Close())
+		return nil, errors.Join(err, store.Close(), base.Close())
 	}
-	// The feature service needs its codec (it sends answers already in wire
-	// form), a server option service.New does not take: the server it
-	// built, not yet serving, is replaced by one with the option.
-	plain := base.GRPC
-	if base.GRPC, err = service.NewGRPC(base.Tel, grpcapi.ServerOptions()...); err != nil {
-		return nil, errors.Join(err, store.Close())
-	}
-	plain.Server.Stop()
 	grpcapi.New(online, catalog, cfg.MaxRequestBytes).Register(base.GRPC.Server)
 	base.Admin.AddCheck("feature-views", watcher.Err)
 	if cfg.Pprof {
