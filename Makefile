@@ -37,8 +37,12 @@ bench-go: ## the Go benchmarks of every module (hot paths, ingest vs pg_recvlogi
 	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -run '^$$' -bench . -benchmem -timeout 30m ./...); done
 
 .PHONY: bench-featureserver
-bench-featureserver: bench-tools ## featureserver under ghz load: p50/p99/rate for 1x50 and 100x50 next to a no-op call
+bench-featureserver: bench-tools ## featureserver under load: p50/p99/rate for 1x50 and 100x50 next to a no-op call, and their maximum
 	GHZ=$(TOOLS)/ghz bash bench/featureserver/run.sh
+
+.PHONY: bench-soak
+bench-soak: ## memory of every service under the demo's steady load for 10 minutes (DESIGN.md §6; not part of bench)
+	bash bench/soak/run.sh
 
 .PHONY: bench-tools
 bench-tools:
