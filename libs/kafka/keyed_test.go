@@ -131,19 +131,7 @@ func TestKeyedWriterRetriesALeaderChange(t *testing.T) {
 		}
 		refused.Add(1)
 		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = 6 // NOT_LEADER_FOR_PARTITION
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return testutil.ProduceErrorResponse(pr, 6 /* NOT_LEADER_FOR_PARTITION */), nil, true
 	})
 	w, err := NewKeyedWriter(ctx, brokers, "retry")
 	if err != nil {

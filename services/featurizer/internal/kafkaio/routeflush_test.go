@@ -130,19 +130,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 			return nil, nil, false
 		}
 		rejected.Add(1)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = errInvalidRecord
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return testutil.ProduceErrorResponse(pr, errInvalidRecord), nil, true
 	})
 
 	if err := routeAll().Flush(ctx); err == nil {
