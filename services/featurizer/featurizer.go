@@ -265,7 +265,7 @@ func (s *Service) registerMetrics(h *kafkaio.RouteHandler, agg *kafkaio.Aggregat
 			return nil
 		}))
 	errs = append(errs, err)
-	_, err = m.Int64ObservableGauge("tributary_kafka_consumer_lag", metric.WithDescription("records behind the partition's high watermark"),
+	_, err = m.Int64ObservableGauge("tributary_kafka_consumer_lag", metric.WithDescription("records behind the partition's high watermark (on featurizer.repartition a record is a batch of routed changes)"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			for k, v := range h.Lag() {
 				o.Observe(v, metric.WithAttributes(attribute.String("group", GroupID), attribute.String("topic", k.Topic), attribute.Int("partition", k.Partition)))
