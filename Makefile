@@ -41,7 +41,7 @@ bench-featureserver: bench-tools ## featureserver under load: p50/p99/rate for 1
 	GHZ=$(TOOLS)/ghz bash bench/featureserver/run.sh
 
 .PHONY: bench-soak
-bench-soak: ## memory of every service under the demo's steady load for 10 minutes (DESIGN.md §6; not part of bench)
+bench-soak: ## memory of the demo (all five services in one process) under its steady load for 10 minutes (DESIGN.md §6; not part of bench)
 	bash bench/soak/run.sh
 
 .PHONY: bench-tools

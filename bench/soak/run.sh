@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Memory under steady load (DESIGN.md §6: flat under a 10-minute steady
-# load). Builds and starts `tributary dev` (the five services, the embedded
-# Kafka broker, a throw-away PostgreSQL and the fraud workload), lets it
-# warm up, then samples every service's Go heap in use and resident memory
-# from its admin /metrics every INTERVAL for DURATION, and prints one row
-# per sample and each service's growth from the first sample to the last.
+# load). Builds and starts `tributary dev` (the five services in one
+# process, the embedded Kafka broker, a throw-away PostgreSQL and the fraud
+# workload), lets it warm up, then reads the process's Go heap in use
+# every 2 seconds from an admin /metrics and prints, per INTERVAL for
+# DURATION, its lowest and highest reading (the lowest is about the live
+# heap: right after a collection), resident memory and live goroutines,
+# and the growth from the first interval to the last.
 #
 # It never fails on growth (a measurement, not an assertion); it fails
 # when a step fails (build, start, a service not answering).
@@ -52,35 +54,36 @@ done
 echo "soak: all services ready; warming up for $WARMUP" >&2
 sleep "$(secs "$WARMUP")" # warm-up before the first sample, not synchronisation
 
-# metric port name: a gauge's value from the service's Prometheus page.
-metric() { curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { printf "%.0f", $2 / 1048576; exit }'; }
+# metric name: a gauge's value from the process's Prometheus page (all
+# five services share the process, so any admin port tells).
+metric() { curl -fsS "http://127.0.0.1:8081/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { printf "%.0f", v }'; }
+mib() { echo $(($1 / 1048576)); }
 
-printf '%-8s' "t (s)"
-for s in "${services[@]}"; do printf ' %22s' "${s%%:*} heap/rss MiB"; done
-printf ' | %s\n' "workload (tributary dev summary)"
-declare -A first last
+printf '%-8s %14s %14s %10s %11s | %s\n' "t (s)" "heap min MiB" "heap max MiB" "rss MiB" "goroutines" "workload (tributary dev summary)"
 start=$SECONDS
 end=$((start + $(secs "$DURATION")))
+first=
 while :; do
-	printf '%-8d' $((SECONDS - start))
-	for s in "${services[@]}"; do
-		port=${s#*:}
-		h=$(metric "$port" go_memstats_heap_inuse_bytes) r=$(metric "$port" process_resident_memory_bytes)
-		printf ' %22s' "$h / $r"
-		[[ -z ${first[$port]:-} ]] && first[$port]="$h $r"
-		last[$port]="$h $r"
+	lo= hi=0
+	until_=$((SECONDS + $(secs "$INTERVAL")))
+	while :; do
+		h=$(metric go_memstats_heap_inuse_bytes)
+		[[ -z $lo || $h -lt $lo ]] && lo=$h
+		((h > hi)) && hi=$h
+		((SECONDS >= until_)) && break
+		sleep 2 # the reading interval
 	done
-	printf ' | %s\n' "$(grep 'events/s' "$tmp/dev.log" | tail -1 | cut -c1-100)"
+	r=$(metric process_resident_memory_bytes) g=$(metric go_goroutines)
+	printf '%-8d %14d %14d %10d %11d | %s\n' $((SECONDS - start)) "$(mib "$lo")" "$(mib "$hi")" "$(mib "$r")" "$g" \
+		"$(grep 'events/s' "$tmp/dev.log" | tail -1 | cut -c1-110)"
+	[[ -z $first ]] && first="$lo $r $g"
+	last="$lo $r $g"
 	((SECONDS >= end)) && break
-	sleep "$(secs "$INTERVAL")" # the sampling interval
 done
 
+read -r h0 r0 g0 <<<"$first"
+read -r h1 r1 g1 <<<"$last"
 echo
-echo "growth from the first sample to the last over $DURATION (heap in use / resident, MiB):"
-for s in "${services[@]}"; do
-	port=${s#*:}
-	read -r h0 r0 <<<"${first[$port]}"
-	read -r h1 r1 <<<"${last[$port]}"
-	printf '  %-14s heap %5d -> %5d (%+d)   rss %5d -> %5d (%+d)\n' "${s%%:*}" "$h0" "$h1" $((h1 - h0)) "$r0" "$r1" $((r1 - r0))
-done
+printf 'over %s: lowest heap in use %d -> %d MiB (%+d), resident %d -> %d MiB (%+d), goroutines %d -> %d\n' \
+	"$DURATION" "$(mib "$h0")" "$(mib "$h1")" $(($(mib "$h1") - $(mib "$h0"))) "$(mib "$r0")" "$(mib "$r1")" $(($(mib "$r1") - $(mib "$r0"))) "$g0" "$g1"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
