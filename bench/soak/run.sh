@@ -5,8 +5,10 @@
 # workload), lets it warm up, then reads the process's Go heap in use
 # every 2 seconds from an admin /metrics and prints, per INTERVAL for
 # DURATION, its lowest and highest reading (the lowest is about the live
-# heap: right after a collection), resident memory and live goroutines,
-# and the growth from the first interval to the last.
+# heap: right after a collection), resident memory, live goroutines and
+# the tiles the featurizer holds (state grows until the longest window's
+# tiles start to expire, an hour into the demo for its 1h windows kept in
+# 5-minute tiles), and the growth from the first interval to the last.
 #
 # It never fails on growth (a measurement, not an assertion); it fails
 # when a step fails (build, start, a service not answering).
@@ -56,10 +58,10 @@ sleep "$(secs "$WARMUP")" # warm-up before the first sample, not synchronisation
 
 # metric name: a gauge's value from the process's Prometheus page (all
 # five services share the process, so any admin port tells).
-metric() { curl -fsS "http://127.0.0.1:8081/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { printf "%.0f", v }'; }
+metric() { curl -fsS "http://127.0.0.1:${2:-8081}/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { printf "%.0f", v }'; }
 mib() { echo $(($1 / 1048576)); }
 
-printf '%-8s %14s %14s %10s %11s | %s\n' "t (s)" "heap min MiB" "heap max MiB" "rss MiB" "goroutines" "workload (tributary dev summary)"
+printf '%-8s %14s %14s %10s %11s %12s | %s\n' "t (s)" "heap min MiB" "heap max MiB" "rss MiB" "goroutines" "state tiles" "workload (tributary dev summary)"
 start=$SECONDS
 end=$((start + $(secs "$DURATION")))
 first=
@@ -73,8 +75,8 @@ while :; do
 		((SECONDS >= until_)) && break
 		sleep 2 # the reading interval
 	done
-	r=$(metric process_resident_memory_bytes) g=$(metric go_goroutines)
-	printf '%-8d %14d %14d %10d %11d | %s\n' $((SECONDS - start)) "$(mib "$lo")" "$(mib "$hi")" "$(mib "$r")" "$g" \
+	r=$(metric process_resident_memory_bytes) g=$(metric go_goroutines) tl=$(metric tributary_featurizer_state_tiles 8082)
+	printf '%-8d %14d %14d %10d %11d %12d | %s\n' $((SECONDS - start)) "$(mib "$lo")" "$(mib "$hi")" "$(mib "$r")" "$g" "$tl" \
 		"$(grep 'events/s' "$tmp/dev.log" | tail -1 | cut -c1-110)"
 	[[ -z $first ]] && first="$lo $r $g"
 	last="$lo $r $g"
