@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -340,11 +341,4 @@ func (q *Quantiles) Quantile(p float64) (float64, bool) {
 	return 0, false
 }
 
-func sortedKeys(m map[int32]int64) []int32 {
-	ks := make([]int32, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
+func sortedKeys(m map[int32]int64) []int32 { return slices.Sorted(maps.Keys(m)) }

@@ -42,6 +42,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -738,12 +739,7 @@ func (e *Engine) remove(st *tileState) {
 
 // Partitions lists the repartition partitions the engine holds state of.
 func (e *Engine) Partitions() []int32 {
-	out := make([]int32, 0, len(e.shards))
-	for p := range e.shards {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(e.shards))
 }
 
 // Open makes sure partition p is held (empty if nothing was restored

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -210,7 +211,7 @@ func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generati
 		for p := range restore {
 			a.eng.Open(p)
 		}
-		log.Info("tile state restored", "generation", gen.ID, "partitions", sortedParts(restore), "records", kept,
+		log.Info("tile state restored", "generation", gen.ID, "partitions", slices.Sorted(maps.Keys(restore)), "records", kept,
 			"tiles", a.eng.C.Tiles.Load(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	a.engMu.Unlock()
@@ -391,23 +392,10 @@ func (a *Aggregator) flush(ctx context.Context) error {
 	return nil
 }
 
-func sortedParts(m map[int32]bool) []int32 {
-	out := make([]int32, 0, len(m))
-	for p := range m {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Positions returns, per partition held, the offset of the next record to
 // apply.
 func (a *Aggregator) Positions() map[int32]int64 {
 	a.engMu.Lock()
 	defer a.engMu.Unlock()
-	out := make(map[int32]int64, len(a.next))
-	for p, o := range a.next {
-		out[p] = o
-	}
-	return out
+	return maps.Clone(a.next)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -57,11 +58,7 @@ func (l *lagTracker) forget(topic string, partition int) {
 func (l *lagTracker) Lag() map[PartitionKey]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[PartitionKey]int64, len(l.lag))
-	for k, v := range l.lag {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.lag)
 }
 
 // RouteHandler is the source stage's consumer handler: it routes source

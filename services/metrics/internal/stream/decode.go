@@ -1,7 +1,8 @@
 package stream
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -87,14 +88,7 @@ func (d *decoder) decode(b []byte) (*predlog.Prediction, []core.Feature, error) 
 	return &d.p, d.feats, nil
 }
 
-func sortedNames(m map[string]float64) []string {
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedNames(m map[string]float64) []string { return slices.Sorted(maps.Keys(m)) }
 
 // feature appends the feature named k (raw bytes) with value v; false
 // means the record repeats a name (encoding/json keeps the last value:
