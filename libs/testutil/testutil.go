@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
 
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
 	"github.com/tributary-ml/tributary/libs/pgdev"
@@ -251,4 +252,15 @@ func ProduceErrorResponse(req *kmsg.ProduceRequest, code int16) *kmsg.ProduceRes
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
+}
+
+// VerifyNoLeaks runs a package's tests (call it from TestMain) and fails
+// the package when they leave goroutines behind, apart from kafka-go's:
+// its package-level default transport keeps idle broker connections open
+// after a Writer or Reader closes; they belong to the library.
+func VerifyNoLeaks(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*conn).run"),
+		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*connPool).discover"),
+	)
 }

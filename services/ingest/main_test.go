@@ -4,9 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tributary-ml/tributary/libs/service"
+	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/ingest"
 )
 
@@ -19,10 +18,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(subprocessEnv) == "1" {
 		os.Exit(service.Main(os.Args[1:], os.Stderr, ingest.Command()))
 	}
-	goleak.VerifyTestMain(m,
-		// kafka-go's shared default transport keeps pooled broker connections
-		// open after a Writer closes; they belong to the library, not to ingest.
-		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*conn).run"),
-		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*connPool).discover"),
-	)
+	testutil.VerifyNoLeaks(m)
 }

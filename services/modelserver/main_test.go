@@ -3,16 +3,11 @@ package modelserver_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/tributary-ml/tributary/libs/testutil"
 )
 
 // TestMain fails the package when a test leaves goroutines behind (the
 // service, its prediction log writer, feature client, watchers).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// kafka-go keeps idle broker connections in its package-level default
-		// transport; Writer.Close does not end them.
-		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*conn).run"),
-		goleak.IgnoreTopFunction("github.com/segmentio/kafka-go.(*connPool).discover"),
-	)
+	testutil.VerifyNoLeaks(m)
 }
