@@ -101,7 +101,9 @@ type env struct {
 	view   *featurespec.View
 }
 
-func serve(tb testing.TB, entities int, limits core.Limits) *env {
+// newOnline is the read path over an embedded store holding entities
+// entities of the wide view (closed when the test ends).
+func newOnline(tb testing.TB, entities int, limits core.Limits) (*featurespec.View, *core.Catalog, *core.Online) {
 	tb.Helper()
 	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
 	if err != nil {
@@ -112,12 +114,23 @@ func serve(tb testing.TB, entities int, limits core.Limits) *env {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
 	seed(tb, st, v, entities)
 	cat := core.NewCatalog([]*featurespec.View{v})
 	on, err := core.NewOnline(st, cat, clk, limits)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return v, cat, on
+}
+
+func serve(tb testing.TB, entities int, limits core.Limits) *env {
+	tb.Helper()
+	v, cat, on := newOnline(tb, entities, limits)
 	srv := grpc.NewServer(grpcapi.ServerOptions()...)
 	grpcapi.New(on, cat, 0).Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
@@ -132,10 +145,7 @@ func serve(tb testing.TB, entities int, limits core.Limits) *env {
 	}
 	tb.Cleanup(func() {
 		_ = conn.Close()
-		srv.Stop()
-		if err := st.Close(); err != nil {
-			tb.Error(err)
-		}
+		srv.Stop() // before the store closes (cleanups run last first)
 	})
 	return &env{client: featuresv1.NewFeatureServiceClient(conn), health: healthpb.NewHealthClient(conn), view: v}
 }
@@ -217,24 +227,9 @@ func TestStatusCodes(t *testing.T) {
 // rejects get InvalidArgument; an OK answer has one vector per row and one
 // value per feature.
 func FuzzGetOnlineFeatures(f *testing.F) {
-	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
-	if err != nil {
-		f.Fatal(err)
-	}
-	clk := func() time.Time { return now }
-	st, err := embedded.Open(f.TempDir(), embedded.Options{Now: clk})
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer st.Close()
-	seed(f, st, v, 2)
-	cat := core.NewCatalog([]*featurespec.View{v})
 	limits := core.DefaultLimits()
 	limits.MaxRows, limits.MaxFeatures, limits.MaxValues = 20, 60, 400
-	on, err := core.NewOnline(st, cat, clk, limits)
-	if err != nil {
-		f.Fatal(err)
-	}
+	v, cat, on := newOnline(f, 2, limits)
 	srv := grpcapi.New(on, cat, 8192)
 	for _, req := range []*featuresv1.GetOnlineFeaturesRequest{
 		request(v, 2),
@@ -313,52 +308,14 @@ func BenchmarkNoopGRPC(b *testing.B) {
 }
 
 // BenchmarkCore_1x50 is the read path without gRPC.
-func BenchmarkCore_1x50(b *testing.B) {
-	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	clk := func() time.Time { return now }
-	st, err := embedded.Open(b.TempDir(), embedded.Options{Now: clk})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	seed(b, st, v, 1)
-	on, err := core.NewOnline(st, core.NewCatalog([]*featurespec.View{v}), clk, core.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := request(v, 1)
-	rows := core.MapRows{req.Entities[0].JoinKeys}
-	b.ReportAllocs()
-	for b.Loop() {
-		res, err := on.Get(context.Background(), req.Features, rows)
-		if err != nil {
-			b.Fatal(err)
-		}
-		res.Release()
-	}
-}
+func BenchmarkCore_1x50(b *testing.B) { benchmarkCore(b, 1) }
 
 // BenchmarkCore_100x50 is the read path of 100 entities without gRPC.
-func BenchmarkCore_100x50(b *testing.B) {
-	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	clk := func() time.Time { return now }
-	st, err := embedded.Open(b.TempDir(), embedded.Options{Now: clk})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	seed(b, st, v, 100)
-	on, err := core.NewOnline(st, core.NewCatalog([]*featurespec.View{v}), clk, core.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := request(v, 100)
+func BenchmarkCore_100x50(b *testing.B) { benchmarkCore(b, 100) }
+
+func benchmarkCore(b *testing.B, entities int) {
+	v, _, on := newOnline(b, entities, core.DefaultLimits())
+	req := request(v, entities)
 	rows := make(core.MapRows, len(req.Entities))
 	for i, e := range req.Entities {
 		rows[i] = e.JoinKeys
@@ -376,22 +333,7 @@ func BenchmarkCore_100x50(b *testing.B) {
 // benchmarkServerSide is the server's share of a call without the
 // transport: decode the request, answer it, encode the response.
 func benchmarkServerSide(b *testing.B, entities int) {
-	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	clk := func() time.Time { return now }
-	st, err := embedded.Open(b.TempDir(), embedded.Options{Now: clk})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	seed(b, st, v, entities)
-	cat := core.NewCatalog([]*featurespec.View{v})
-	on, err := core.NewOnline(st, cat, clk, core.DefaultLimits())
-	if err != nil {
-		b.Fatal(err)
-	}
+	v, cat, on := newOnline(b, entities, core.DefaultLimits())
 	srv := grpcapi.New(on, cat, 0)
 	in, err := proto.Marshal(request(v, entities))
 	if err != nil {
