@@ -12,9 +12,9 @@ import (
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
-	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featurizer"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 // scaleView reads CDC transactions, keyed by txn_id, per user: a source
@@ -138,7 +138,7 @@ func TestTwoInstancesRebalanceToTheTilesOfOne(t *testing.T) {
 	}
 	want := ref.Snapshot()
 	testutil.Eventually(t, 2*time.Minute, "the tiles of one uninterrupted instance", func() error {
-		return diffTiles(want, readTiles(t, broker))
+		return tiletest.Diff(want, readTiles(t, broker))
 	})
 	t.Logf("%d source records, %d live tiles", len(recs), len(want))
 }
@@ -167,26 +167,4 @@ func txnID(t *testing.T, r core.Record) int {
 		t.Fatal(err)
 	}
 	return env.After.ID
-}
-
-// diffTiles describes the first differences between two tile sets.
-func diffTiles(want, got map[string]*tiles.Tile) error {
-	var bad []string
-	for k, w := range want {
-		wb, _ := json.Marshal(w)
-		gb, _ := json.Marshal(got[k])
-		if string(wb) != string(gb) {
-			bad = append(bad, fmt.Sprintf("%s:\n  want %s\n  got  %s", k, wb, gb))
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			bad = append(bad, k+": not in the reference")
-		}
-	}
-	if len(bad) > 0 {
-		sort.Strings(bad)
-		return fmt.Errorf("%d of %d tiles differ, e.g. %s", len(bad), len(want), bad[0])
-	}
-	return nil
 }

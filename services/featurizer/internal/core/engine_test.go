@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
@@ -343,35 +343,10 @@ func TestRestoreThenReplayCountsOnce(t *testing.T) {
 		if _, err := restarted.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		if d := diffSnapshots(ref.Snapshot(), restarted.Snapshot()); d != "" {
-			t.Fatalf("cut at %d, replay from %d: %s", cut, replayFrom, d)
+		if err := tiletest.Diff(ref.Snapshot(), restarted.Snapshot()); err != nil {
+			t.Fatalf("cut at %d, replay from %d: %v", cut, replayFrom, err)
 		}
 	}
-}
-
-func diffSnapshots(want, got map[string]*tiles.Tile) string {
-	var keys []string
-	for k := range want {
-		keys = append(keys, k)
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		w, g := want[k], got[k]
-		if w == nil || g == nil {
-			return fmt.Sprintf("tile %s: want present=%v, got present=%v", k, w != nil, g != nil)
-		}
-		wb, _ := json.Marshal(w)
-		gb, _ := json.Marshal(g)
-		if string(wb) != string(gb) {
-			return fmt.Sprintf("tile %s:\nwant %s\ngot  %s", k, wb, gb)
-		}
-	}
-	return ""
 }
 
 func decodeTile(b []byte) (*tiles.Tile, error) { return tiles.Decode(b) }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 func sampleRouted() *routed {
@@ -119,16 +120,12 @@ func TestBatchAppliesAsItsRecords(t *testing.T) {
 		if applied != len(vals) {
 			t.Fatalf("batches of %d: %d changes applied, want %d", size, applied, len(vals))
 		}
-		a, b := single.Snapshot(), eng.Snapshot()
-		if len(a) == 0 || len(a) != len(b) {
-			t.Fatalf("batches of %d: %d tiles, want %d", size, len(b), len(a))
+		want := single.Snapshot()
+		if len(want) == 0 {
+			t.Fatal("no tiles")
 		}
-		for k, ta := range a {
-			ea, _ := ta.Encode()
-			eb, _ := b[k].Encode()
-			if !bytes.Equal(ea, eb) {
-				t.Fatalf("batches of %d: tile %s is\n%s\nwant\n%s", size, k, eb, ea)
-			}
+		if err := tiletest.Diff(want, eng.Snapshot()); err != nil {
+			t.Fatalf("batches of %d: %v", size, err)
 		}
 	}
 }

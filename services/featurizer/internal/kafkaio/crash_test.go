@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/libs/tiles"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 const crashView = `
@@ -259,41 +259,6 @@ func liveTiles(t testing.TB, ctx context.Context, brokers []string) map[string]*
 	return got
 }
 
-// diffTiles compares tiles by their JSON and reports the differences.
-func diffTiles(t testing.TB, want, got map[string]*tiles.Tile) {
-	t.Helper()
-	var keys []string
-	for k := range want {
-		keys = append(keys, k)
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	bad := 0
-	for _, k := range keys {
-		w, g := want[k], got[k]
-		var wb, gb []byte
-		if w != nil {
-			wb, _ = json.Marshal(w)
-		}
-		if g != nil {
-			gb, _ = json.Marshal(g)
-		}
-		if string(wb) != string(gb) {
-			bad++
-			if bad <= 3 {
-				t.Errorf("tile %s:\nuninterrupted %s\ngot           %s", k, wb, gb)
-			}
-		}
-	}
-	if bad > 0 {
-		t.Fatalf("%d of %d tiles differ", bad, len(keys))
-	}
-}
-
 // TestCrashAtRandomPointsEndsWithTheSameTiles stops the featurizer at
 // random points of a 200k-event stream (between commits, and in the middle
 // of emitting a flush), restarts it from features.tiles and the committed
@@ -417,5 +382,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 	if crashes < 6 {
 		t.Fatalf("only %d crashes were injected", crashes)
 	}
-	diffTiles(t, want, got)
+	if err := tiletest.Diff(want, got); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
+	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 // errInvalidRecord is Kafka's INVALID_RECORD, an error kafka-go does not
@@ -161,5 +162,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	if eng.C.Duplicates.Load() == 0 {
 		t.Fatal("no routed record was skipped as a duplicate: the replay did not overlap the first flush")
 	}
-	diffTiles(t, ref.Snapshot(), eng.Snapshot())
+	if err := tiletest.Diff(ref.Snapshot(), eng.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
 }
