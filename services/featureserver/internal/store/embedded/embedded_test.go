@@ -154,24 +154,14 @@ func TestCompactionKeepsLiveTilesOnly(t *testing.T) {
 	}
 }
 
+// BenchmarkGetTiles reads an entity of 200 tiles from the index.
 func BenchmarkGetTiles(b *testing.B) {
 	s, err := embedded.Open(b.TempDir(), embedded.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	var ws []core.TileWrite
-	for i := range 200 {
-		ws = append(ws, core.TileWrite{Tile: storetest.Tile("v", "u", 300_000, 1_700_000_100_000+int64(i)*300_000, i+1)})
-	}
-	if err := s.PutTiles(context.Background(), ws); err != nil {
-		b.Fatal(err)
-	}
-	dst := make([]*core.Tile, 0, 256)
-	b.ReportAllocs()
-	for b.Loop() {
-		dst, _ = s.GetTiles(context.Background(), "v", "u", dst[:0])
-	}
+	storetest.BenchmarkGetTiles(b, s)
 }
 
 // FuzzOpen replays arbitrary log files: Open either refuses them with an

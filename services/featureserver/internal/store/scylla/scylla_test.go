@@ -194,21 +194,7 @@ func BenchmarkGetTiles(b *testing.B) {
 			srv := cqlServer(b)
 			s := openStore(b, []string{srv.Addr()}, "tributary", func(c *scylla.Config) { c.TileCacheBytes = bc.bytes })
 			defer s.Close()
-			var ws []core.TileWrite
-			for i := range 200 {
-				ws = append(ws, core.TileWrite{Tile: storetest.Tile("v", "u", 300_000, 1_700_000_100_000+int64(i)*300_000, i+1)})
-			}
-			if err := s.PutTiles(context.Background(), ws); err != nil {
-				b.Fatal(err)
-			}
-			dst := make([]*core.Tile, 0, 256)
-			b.ReportAllocs()
-			for b.Loop() {
-				var err error
-				if dst, err = s.GetTiles(context.Background(), "v", "u", dst[:0]); err != nil || len(dst) != 200 {
-					b.Fatalf("%d tiles, %v", len(dst), err)
-				}
-			}
+			storetest.BenchmarkGetTiles(b, s)
 		})
 	}
 }

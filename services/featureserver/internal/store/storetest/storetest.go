@@ -364,3 +364,24 @@ func testStableTiles(t *testing.T, open func() core.TileStore) {
 		t.Fatalf("a tile returned before changed after the rewrite:\n before %s\n after  %s", before, after)
 	}
 }
+
+// BenchmarkGetTiles measures reading one entity of 200 five-minute tiles
+// from s (written first), the read every feature request makes per
+// entity and view.
+func BenchmarkGetTiles(b *testing.B, s core.TileStore) {
+	var ws []core.TileWrite
+	for i := range 200 {
+		ws = append(ws, core.TileWrite{Tile: Tile("v", "u", 300_000, 1_700_000_100_000+int64(i)*300_000, i+1)})
+	}
+	if err := s.PutTiles(context.Background(), ws); err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]*core.Tile, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if dst, err = s.GetTiles(context.Background(), "v", "u", dst[:0]); err != nil || len(dst) != 200 {
+			b.Fatalf("%d tiles, %v", len(dst), err)
+		}
+	}
+}
