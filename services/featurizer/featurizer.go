@@ -15,12 +15,12 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/service"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 	"github.com/tributary-ml/tributary/services/featurizer/internal/kafkaio"
 )
 
@@ -77,7 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Features, "features", c.Features, "directory of feature view YAML files")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "how often changed tiles are emitted and source offsets committed")
 	fs.IntVar(&c.FlushEvery, "flush-every", c.FlushEvery, "emit tiles and commit after this many records even within the flush interval")
-	fs.IntVar(&c.RepartitionPartitions, "repartition-partitions", c.RepartitionPartitions, "partitions of "+core.RepartitionTopic+" when it is created (most aggregation instances; never change it for an existing topic)")
+	fs.IntVar(&c.RepartitionPartitions, "repartition-partitions", c.RepartitionPartitions, "partitions of "+aggregate.RepartitionTopic+" when it is created (most aggregation instances; never change it for an existing topic)")
 }
 
 // Validate names the first bad field.
@@ -108,8 +108,8 @@ type Service struct {
 	base   *service.Base
 	cfg    Config
 	views  []*featurespec.View
-	eng    *core.Engine
-	router *core.Router
+	eng    *aggregate.Engine
+	router *aggregate.Router
 	agg    atomic.Pointer[kafkaio.Aggregator]
 	route  *kafkaio.RouteHandler
 }
@@ -123,11 +123,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("features: %w", err)
 	}
-	eng, err := core.New(views)
+	eng, err := aggregate.New(views)
 	if err != nil {
 		return nil, err
 	}
-	router, err := core.NewRouter(views, &eng.C)
+	router, err := aggregate.NewRouter(views, &eng.C)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Service) Partitions() []int32 {
 		return nil
 	}
 	var out []int32
-	a.WithEngine(func(e *core.Engine) { out = e.Partitions() })
+	a.WithEngine(func(e *aggregate.Engine) { out = e.Partitions() })
 	return out
 }
 
@@ -175,7 +175,7 @@ func (s *Service) stream(ctx context.Context) error {
 	topics := s.eng.Topics()
 	specs := []kafka.TopicSpec{
 		{Name: tiles.Topic, Partitions: tiles.TopicPartitions, Compacted: true},
-		{Name: core.RepartitionTopic, Partitions: s.cfg.RepartitionPartitions},
+		{Name: aggregate.RepartitionTopic, Partitions: s.cfg.RepartitionPartitions},
 	}
 	for _, t := range topics {
 		specs = append(specs, kafka.TopicSpec{Name: t})
@@ -200,7 +200,7 @@ func (s *Service) stream(ctx context.Context) error {
 	agg, err := kafkaio.NewAggregator(kafkaio.AggregatorConfig{
 		Brokers:       brokers,
 		GroupID:       AggregateGroupID,
-		Topic:         core.RepartitionTopic,
+		Topic:         aggregate.RepartitionTopic,
 		TilesTopic:    tiles.Topic,
 		FlushInterval: s.cfg.FlushInterval,
 		FlushEvery:    s.cfg.FlushEvery,
@@ -212,7 +212,7 @@ func (s *Service) stream(ctx context.Context) error {
 	s.agg.Store(agg)
 	// The topic may predate this instance's --repartition-partitions: the
 	// router groups records by the count the producer's balancer sees.
-	parts, err := kafkaio.PartitionCount(ctx, brokers, core.RepartitionTopic)
+	parts, err := kafkaio.PartitionCount(ctx, brokers, aggregate.RepartitionTopic)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (s *Service) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("featurizer streaming", "topics", topics, "repartition_topic", core.RepartitionTopic)
+	log.Info("featurizer streaming", "topics", topics, "repartition_topic", aggregate.RepartitionTopic)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.Run(gctx, s.route) })
 	g.Go(func() error { return agg.Run(gctx) })

@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
+	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 	"github.com/tributary-ml/tributary/services/featurizer"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
 )
 
 // scaleView reads CDC transactions, keyed by txn_id, per user: a source
@@ -113,13 +113,13 @@ func TestTwoInstancesRebalanceToTheTilesOfOne(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := core.New([]*featurespec.View{view}, core.WithPartitions(repart))
+	ref, err := aggregate.New([]*featurespec.View{view}, aggregate.WithPartitions(repart))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []core.Record
+	var recs []aggregate.Record
 	if _, err := kafka.ReadAll(ctx, []string{broker}, "cdc.public.transactions", func(m kafka.Message) error {
-		recs = append(recs, core.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
+		recs = append(recs, aggregate.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func cdcMsg(t *testing.T, id int, env map[string]any) kafka.Message {
 	return kafka.Message{Key: []byte(fmt.Sprint(id)), Value: b}
 }
 
-func txnID(t *testing.T, r core.Record) int {
+func txnID(t *testing.T, r aggregate.Record) int {
 	var env struct {
 		After struct {
 			ID int `json:"txn_id"`

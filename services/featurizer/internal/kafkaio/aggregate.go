@@ -13,8 +13,8 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/kafka"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
 // AggregatorConfig configures an Aggregator.
@@ -22,7 +22,7 @@ type AggregatorConfig struct {
 	Brokers []string
 	// GroupID is the consumer group of the aggregation stage.
 	GroupID string
-	// Topic is the repartition topic (core.RepartitionTopic).
+	// Topic is the repartition topic (aggregate.RepartitionTopic).
 	Topic string
 	// TilesTopic is the compacted tile topic state is restored from.
 	TilesTopic string
@@ -46,7 +46,7 @@ type AggregatorConfig struct {
 // are skipped by the per-tile source offsets (see core).
 type Aggregator struct {
 	cfg AggregatorConfig
-	eng *core.Engine
+	eng *aggregate.Engine
 	out Writer
 
 	engMu sync.Mutex
@@ -63,7 +63,7 @@ type Aggregator struct {
 }
 
 // NewAggregator builds an aggregation stage around eng writing tiles with out.
-func NewAggregator(cfg AggregatorConfig, eng *core.Engine, out Writer) (*Aggregator, error) {
+func NewAggregator(cfg AggregatorConfig, eng *aggregate.Engine, out Writer) (*Aggregator, error) {
 	switch {
 	case len(cfg.Brokers) == 0:
 		return nil, errors.New("aggregator: no brokers")
@@ -91,7 +91,7 @@ func (a *Aggregator) Ready() bool { return a.ready.Load() }
 func (a *Aggregator) Generations() int64 { return a.gens.Load() }
 
 // WithEngine runs fn with exclusive use of the engine.
-func (a *Aggregator) WithEngine(fn func(*core.Engine)) {
+func (a *Aggregator) WithEngine(fn func(*aggregate.Engine)) {
 	a.engMu.Lock()
 	defer a.engMu.Unlock()
 	fn(a.eng)

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
 // BenchmarkEndToEnd: b.N click events already on the embedded broker
@@ -70,7 +70,7 @@ func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen fu
 	brokers := []string{broker}
 	ctx := testutil.Context(b, 10*time.Minute)
 	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: topic, Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
-		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
+		kafka.TopicSpec{Name: aggregate.RepartitionTopic, Partitions: repartitions}); err != nil {
 		b.Fatal(err)
 	}
 	src, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: topic, BatchSize: 10000})

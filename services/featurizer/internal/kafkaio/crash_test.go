@@ -12,12 +12,12 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
+	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 )
 
 const crashView = `
@@ -90,7 +90,7 @@ func (c *crashWriter) Write(ctx context.Context, msgs ...kafka.Message) error {
 // consumer group routing source records to the repartition topic) and the
 // aggregation stage.
 type process struct {
-	eng     *core.Engine
+	eng     *aggregate.Engine
 	route   *RouteHandler
 	agg     *Aggregator
 	cancel  context.CancelFunc
@@ -100,17 +100,17 @@ type process struct {
 
 func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, flushInterval time.Duration, wrap func(*RouteHandler) kafka.Handler) *process {
 	t.Helper()
-	eng, err := core.New(views)
+	eng, err := aggregate.New(views)
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := core.NewRouter(views, &eng.C)
+	router, err := aggregate.NewRouter(views, &eng.C)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
 	p.route = NewRouteHandler(router, &eng.C, routedOut, RouteConfig{Partitions: repartitions, BatchSize: RoutedBatchSize})
-	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: core.RepartitionTopic, TilesTopic: tiles.Topic,
+	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: aggregate.RepartitionTopic, TilesTopic: tiles.Topic,
 		FlushInterval: flushInterval, FlushEvery: flushEvery}, eng, tileOut); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func caughtUp(ctx context.Context, brokers []string, srcParts int, routes []*Rou
 			return fmt.Errorf("%s/%d lags %d", k.Topic, k.Partition, v)
 		}
 	}
-	ends, err := endOffsets(ctx, brokers, core.RepartitionTopic)
+	ends, err := endOffsets(ctx, brokers, aggregate.RepartitionTopic)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func caughtUp(ctx context.Context, brokers []string, srcParts int, routes []*Rou
 	}
 	for p, end := range ends {
 		if pos[int32(p)] != end {
-			return fmt.Errorf("%s/%d: aggregated up to %d of %d", core.RepartitionTopic, p, pos[int32(p)], end)
+			return fmt.Errorf("%s/%d: aggregated up to %d of %d", aggregate.RepartitionTopic, p, pos[int32(p)], end)
 		}
 	}
 	return nil
@@ -277,7 +277,7 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 4}, kafka.TopicSpec{Name: tiles.Topic, Partitions: 4, Compacted: true},
-		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: repartitions}); err != nil {
+		kafka.TopicSpec{Name: aggregate.RepartitionTopic, Partitions: repartitions}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -306,12 +306,12 @@ func TestCrashAtRandomPointsEndsWithTheSameTiles(t *testing.T) {
 	}
 
 	// The uninterrupted reference: every record once, in partition order.
-	ref, err := core.New([]*featurespec.View{view}, core.WithPartitions(repartitions))
+	ref, err := aggregate.New([]*featurespec.View{view}, aggregate.WithPartitions(repartitions))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kafka.ReadAll(ctx, brokers, "events.clicks", func(m kafkago.Message) error {
-		_ = ref.Apply(core.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
+		_ = ref.Apply(aggregate.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -11,8 +11,8 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/kafka"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
 // Writer writes records and returns once Kafka acknowledged them.
@@ -63,7 +63,7 @@ func (l *lagTracker) Lag() map[PartitionKey]int64 {
 
 // RouteHandler is the source stage's consumer handler: it routes source
 // records to routed changes, packs each repartition partition's changes
-// into batch records (core.AppendBatchEntry, at most RecordBytes each),
+// into batch records (aggregate.AppendBatchEntry, at most RecordBytes each),
 // and on Flush writes them to the repartition topic before the consumer
 // commits the source offsets.
 //
@@ -77,10 +77,10 @@ func (l *lagTracker) Lag() map[PartitionKey]int64 {
 // handed a whole flush, splits a partition's records into batches and
 // keeps writing the later ones after one failed.)
 type RouteHandler struct {
-	r   *core.Router
+	r   *aggregate.Router
 	out Writer
 	log *slog.Logger
-	c   *core.Counters
+	c   *aggregate.Counters
 	cfg RouteConfig
 	// parts holds, per repartition partition, the batch records not yet
 	// acknowledged, in source order, and the one being filled.
@@ -137,7 +137,7 @@ const DefaultRoutedRecordBytes = 64 << 10
 // records with Balancer, and since every write is one whole batch, a batch
 // does not wait to fill.
 func RoutedProducerConfig(brokers []string) kafka.ProducerConfig {
-	return kafka.ProducerConfig{Brokers: brokers, Topic: core.RepartitionTopic, BatchSize: RoutedBatchSize,
+	return kafka.ProducerConfig{Brokers: brokers, Topic: aggregate.RepartitionTopic, BatchSize: RoutedBatchSize,
 		BatchTimeout: 100 * time.Microsecond, Balancer: Balancer()}
 }
 
@@ -146,9 +146,9 @@ func RoutedProducerConfig(brokers []string) kafka.ProducerConfig {
 const maxWriteBytes = 900 << 10
 
 // NewRouteHandler builds a handler routing with r (counting into c) and
-// writing routed records with out (a producer on core.RepartitionTopic
+// writing routed records with out (a producer on aggregate.RepartitionTopic
 // using Balancer, with cfg.BatchSize).
-func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, cfg RouteConfig) *RouteHandler {
+func NewRouteHandler(r *aggregate.Router, c *aggregate.Counters, out Writer, cfg RouteConfig) *RouteHandler {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -162,41 +162,41 @@ func NewRouteHandler(r *core.Router, c *core.Counters, out Writer, cfg RouteConf
 	cfg.RecordBytes = min(cfg.RecordBytes, maxWriteBytes/2)
 	h := &RouteHandler{r: r, c: c, out: out, log: cfg.Log, cfg: cfg, parts: make([]partBatches, cfg.Partitions)}
 	for p := range h.parts {
-		h.parts[p].key = core.BatchKey(p)
+		h.parts[p].key = aggregate.BatchKey(p)
 	}
 	return h
 }
 
 // Balancer places routed batch records on the repartition partition their
-// key names (core.BatchKey), and single routed records on the partition of
-// their key (core.PartitionOfKey), the placement a starting aggregator
+// key names (aggregate.BatchKey), and single routed records on the partition of
+// their key (aggregate.PartitionOfKey), the placement a starting aggregator
 // restores by.
 func Balancer() kafkago.Balancer { return kafkago.BalancerFunc(balance) }
 
 func balance(m kafkago.Message, partitions ...int) int {
-	if p, ok := core.PartitionOfBatchKey(m.Key); ok {
+	if p, ok := aggregate.PartitionOfBatchKey(m.Key); ok {
 		return partitions[p%len(partitions)]
 	}
-	return partitions[core.PartitionOfKey(m.Key, len(partitions))]
+	return partitions[aggregate.PartitionOfKey(m.Key, len(partitions))]
 }
 
 // Handle routes one record. Undecodable records are counted and skipped
 // (logged for the first few and then rarely), never retried: a poison
 // record must not stop the featurizer.
 func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
-	err := h.r.Route(core.Record{
+	err := h.r.Route(aggregate.Record{
 		Topic:     m.Topic,
 		Partition: m.Partition,
 		Offset:    m.Offset,
 		TimeMs:    m.Time.UnixMilli(),
 		Value:     m.Value,
 	}, func(key, value []byte) error {
-		pb := &h.parts[core.PartitionOfKey(key, h.cfg.Partitions)]
+		pb := &h.parts[aggregate.PartitionOfKey(key, h.cfg.Partitions)]
 		if pb.open == nil {
-			pb.open = core.NewBatch(make([]byte, 0, h.cfg.RecordBytes+h.cfg.RecordBytes/8))
+			pb.open = aggregate.NewBatch(make([]byte, 0, h.cfg.RecordBytes+h.cfg.RecordBytes/8))
 			pb.time = m.Time
 		}
-		pb.open = core.AppendBatchEntry(pb.open, value)
+		pb.open = aggregate.AppendBatchEntry(pb.open, value)
 		if len(pb.open) >= h.cfg.RecordBytes {
 			pb.seal()
 		}
@@ -292,7 +292,7 @@ func recordSize(m *kafka.Message) int {
 // Emit writes core outputs as features.tiles records, building them in
 // msgs (returned for reuse: the writer is done with them once Write
 // returned).
-func Emit(ctx context.Context, w Writer, outs []core.Output, msgs []kafka.Message) ([]kafka.Message, error) {
+func Emit(ctx context.Context, w Writer, outs []aggregate.Output, msgs []kafka.Message) ([]kafka.Message, error) {
 	if len(outs) == 0 {
 		return msgs, nil
 	}

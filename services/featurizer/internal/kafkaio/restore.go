@@ -10,27 +10,27 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
 )
 
 // Restore loads into eng the tiles on topic (the compacted
 // features.tiles) of the repartition partitions in parts, out of n: the
 // last state of every key, minus the keys a tombstone deleted. A tile
-// belongs to the partition core.PartitionOf its view and entity. Tiles
+// belongs to the partition aggregate.PartitionOf its view and entity. Tiles
 // that do not decode are logged and skipped.
-func Restore(ctx context.Context, brokers []string, topic string, eng *core.Engine, parts map[int32]bool, n int, log *slog.Logger) (int, error) {
+func Restore(ctx context.Context, brokers []string, topic string, eng *aggregate.Engine, parts map[int32]bool, n int, log *slog.Logger) (int, error) {
 	kept := 0
 	_, err := kafka.ReadAll(ctx, brokers, topic, func(m kafka.Message) error {
-		view, entity, _, _, ok := core.ParseKey(string(m.Key))
+		view, entity, _, _, ok := aggregate.ParseKey(string(m.Key))
 		if !ok {
 			if log != nil {
 				log.Warn("skip tile with a malformed key", "key", string(m.Key))
 			}
 			return nil
 		}
-		p := int32(core.PartitionOf(view, entity, n))
+		p := int32(aggregate.PartitionOf(view, entity, n))
 		if !parts[p] {
 			return nil
 		}

@@ -12,11 +12,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/testutil"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/core"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
+	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 )
 
 // errInvalidRecord is Kafka's INVALID_RECORD, an error kafka-go does not
@@ -52,7 +52,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	}
 	views := []*featurespec.View{view}
 	if err := kafka.EnsureTopics(ctx, brokers, kafka.TopicSpec{Name: "events.clicks", Partitions: 1},
-		kafka.TopicSpec{Name: core.RepartitionTopic, Partitions: parts}); err != nil {
+		kafka.TopicSpec{Name: aggregate.RepartitionTopic, Partitions: parts}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -87,12 +87,12 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 		t.Fatalf("read %d source records, want %d", len(source), events)
 	}
 
-	ref, err := core.New(views, core.WithPartitions(parts))
+	ref, err := aggregate.New(views, aggregate.WithPartitions(parts))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range source {
-		_ = ref.Apply(core.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
+		_ = ref.Apply(aggregate.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, TimeMs: m.Time.UnixMilli(), Value: m.Value})
 	}
 
 	cfg := RoutedProducerConfig(brokers)
@@ -103,8 +103,8 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	}
 	defer func() { _ = routedOut.Close() }()
 	routeAll := func() *RouteHandler {
-		var c core.Counters
-		router, err := core.NewRouter(views, &c)
+		var c aggregate.Counters
+		router, err := aggregate.NewRouter(views, &c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +123,7 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		pr := req.(*kmsg.ProduceRequest)
-		if len(pr.Topics) == 0 || pr.Topics[0].Topic != core.RepartitionTopic {
+		if len(pr.Topics) == 0 || pr.Topics[0].Topic != aggregate.RepartitionTopic {
 			return nil, nil, false
 		}
 		produced.Add(1)
@@ -147,13 +147,13 @@ func TestFailedRouterFlushIsReplayedNotSkipped(t *testing.T) {
 	if err := routeAll().Flush(ctx); err != nil {
 		t.Fatalf("flush after the restart: %v", err)
 	}
-	t.Logf("%d produce requests to %s", produced.Load(), core.RepartitionTopic)
+	t.Logf("%d produce requests to %s", produced.Load(), aggregate.RepartitionTopic)
 
-	eng, err := core.New(views)
+	eng, err := aggregate.New(views)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kafka.ReadAll(ctx, brokers, core.RepartitionTopic, func(m kafkago.Message) error {
+	if _, err := kafka.ReadAll(ctx, brokers, aggregate.RepartitionTopic, func(m kafkago.Message) error {
 		_, err := eng.ApplyRouted(int32(m.Partition), m.Value)
 		return err
 	}); err != nil {

@@ -1,4 +1,4 @@
-// Package tiletest compares sets of tiles for the featurizer's tests.
+// Package tiletest compares sets of tiles for tests.
 package tiletest
 
 import (

@@ -1,5 +1,7 @@
-// Package core is the featurizer's application core, in two stages that do
-// no I/O; the Kafka adapters feed them and write out what they produce.
+// Package aggregate turns source records into tiles: the featurizer's
+// application core, shared with the offline service (training sets and
+// backfill compute with the same code). It runs in two stages that do no
+// I/O; the Kafka adapters feed them and write out what they produce.
 //
 // The Router (first stage) decodes source records, applies each view's
 // filter and turns every row change into a routed record keyed by
@@ -36,7 +38,7 @@
 // so a failed flush leaves a prefix, never a lost batch followed by a
 // later one whose offsets would make the replay of the lost one look
 // applied (kafkaio.RouteHandler).
-package core
+package aggregate
 
 import (
 	"container/heap"

@@ -1,11 +1,11 @@
-package core
+package aggregate
 
 import (
 	"bytes"
 	"testing"
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
+	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 )
 
 func sampleRouted() *routed {

@@ -1,4 +1,4 @@
-package core
+package aggregate
 
 import (
 	"encoding/json"
@@ -31,7 +31,7 @@ func benchRecords(tb testing.TB, n, users int) []Record {
 }
 
 func fraudViews(tb testing.TB) []*featurespec.View {
-	vs, err := featurespec.LoadDir("../../../../examples/fraud/features")
+	vs, err := featurespec.LoadDir("../../examples/fraud/features")
 	if err != nil {
 		tb.Fatal(err)
 	}

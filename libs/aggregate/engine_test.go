@@ -1,4 +1,4 @@
-package core
+package aggregate
 
 import (
 	"encoding/json"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles"
-	"github.com/tributary-ml/tributary/services/featurizer/internal/tiletest"
+	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 )
 
 var t0 = time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()

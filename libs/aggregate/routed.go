@@ -1,4 +1,4 @@
-package core
+package aggregate
 
 import (
 	"encoding/binary"
