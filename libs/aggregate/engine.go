@@ -78,6 +78,10 @@ type Counters struct {
 	// Invalid counts records (or a view's part of one) that could not be
 	// decoded: bad JSON, a missing join key or event time.
 	Invalid atomic.Int64
+	// Tombstones counts source records without a value (the tombstone
+	// ingest writes after a delete so compaction can drop the key):
+	// expected traffic, skipped.
+	Tombstones atomic.Int64
 	// Duplicates counts CDC events dropped by LSN and records skipped
 	// because their tiles already held them (replay after a restart).
 	Duplicates atomic.Int64

@@ -350,3 +350,40 @@ func TestRestoreThenReplayCountsOnce(t *testing.T) {
 }
 
 func decodeTile(b []byte) (*tiles.Tile, error) { return tiles.Decode(b) }
+
+// A delete on a compacted CDC topic is followed by a tombstone, a record
+// with no value (ingest writes it so compaction can drop the key). It is
+// expected traffic: skipped silently and counted as a tombstone, not as an
+// invalid record. The router is the path both the featurizer and offline
+// replays go through.
+func TestTombstonesAreSkippedAndCounted(t *testing.T) {
+	for _, c := range []struct {
+		name, topic string
+		value       []byte
+	}{
+		{"cdc nil value", "cdc.public.transactions", nil},
+		{"cdc empty value", "cdc.public.transactions", []byte{}},
+		{"json nil value", "events.clicks", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := mustEngine(t, mustView(t, txnYAML), mustView(t, clicksYAML))
+			routed := 0
+			err := e.Router().Route(Record{Topic: c.topic, Offset: 7, TimeMs: t0, Value: c.value}, func(_, _ []byte) error {
+				routed++
+				return nil
+			})
+			if err != nil {
+				t.Errorf("route a tombstone: %v, want no error", err)
+			}
+			if routed != 0 {
+				t.Errorf("a tombstone made %d routed changes, want none", routed)
+			}
+			if n := e.C.Invalid.Load(); n != 0 {
+				t.Errorf("invalid = %d, want 0", n)
+			}
+			if n := e.C.Tombstones.Load(); n != 1 {
+				t.Errorf("tombstones = %d, want 1", n)
+			}
+		})
+	}
+}

@@ -120,13 +120,22 @@ type dbzChange struct {
 // Route decodes one source record and calls emit with the key and value
 // of a routed record for every change it makes to a view (key and value
 // are valid only during the call). A record that cannot be decoded is
-// counted and skipped; the returned error says why, for logging.
+// counted and skipped; the returned error says why, for logging. A record
+// without a value (a tombstone on a compacted topic) is counted as one
+// and skipped without error.
 func (r *Router) Route(rec Record, emit func(key, value []byte) error) error {
 	tp := r.byTopic[rec.Topic]
 	if tp == nil {
 		return nil
 	}
 	r.c.Records.Add(1)
+	if len(rec.Value) == 0 {
+		// A tombstone: the record without a value ingest writes after a
+		// delete (the delete event itself carries the change) so that
+		// compaction can drop the key. Nothing to route.
+		r.c.Tombstones.Add(1)
+		return nil
+	}
 	var (
 		row     []colVal
 		dbz     dbzChange
