@@ -455,12 +455,49 @@ func TestGetModelHealthErrors(t *testing.T) {
 			}
 		})
 	}
-	resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "unknown"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Minutes) != 0 || resp.Total.GetRequests() != 0 {
-		t.Fatalf("unknown model: %v, want no rows", resp)
+}
+
+// A model neither in the repository nor with metrics is NotFound, as the
+// modelserver answers for it; a model of the repository without traffic
+// yet is an empty answer, and one with metrics but no longer in the
+// repository (or no repository configured) is answered from its rows.
+func TestGetModelHealthOfAnUnknownModelIsNotFound(t *testing.T) {
+	brokers := testutil.Kafka(t, 1)
+	ctx := testutil.Context(t, 60*time.Second)
+	produce(t, ctx, brokers, []predlog.Prediction{{PredictionID: "o1", Model: "other", Version: "v3", Variant: "a",
+		Role: predlog.RoleServed, Score: 0.5, LatencyMs: 2, TimeMs: base.Add(time.Minute).UnixMilli()}}, nil)
+	for _, repo := range []string{writeRepo(t), ""} {
+		t.Run(fmt.Sprintf("repository %q", repo), func(t *testing.T) {
+			svc := start(t, brokers, repo)
+			client := dial(t, svc.svc.GRPCAddr())
+			testutil.Eventually(t, 30*time.Second, "other's prediction is answered", func() error {
+				resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "other"})
+				if err != nil {
+					return err
+				}
+				if resp.Total.GetRequests() != 1 || len(resp.Minutes) != 1 {
+					return fmt.Errorf("other: %d requests in %d minutes, want 1 in 1", resp.Total.GetRequests(), len(resp.Minutes))
+				}
+				return nil
+			})
+			_, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "nosuch"})
+			if st, _ := status.FromError(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), `"nosuch"`) {
+				t.Errorf("GetModelHealth(nosuch) = %v, want NotFound naming the model", err)
+			}
+			resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "fraud"})
+			if repo == "" {
+				if st, _ := status.FromError(err); st.Code() != codes.NotFound {
+					t.Errorf("GetModelHealth(fraud) without a repository = %v, want NotFound", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("GetModelHealth(fraud), in the repository without traffic: %v, want an empty answer", err)
+			}
+			if len(resp.Minutes) != 0 || resp.Total.GetRequests() != 0 || resp.Total.GetModel() != "fraud" {
+				t.Errorf("GetModelHealth(fraud) = %v, want no rows", resp)
+			}
+		})
 	}
 }
 
