@@ -264,7 +264,7 @@ func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
 		tl := &Tile{View: view, Entity: entity, ResolutionMs: n, StartMs: -n, MaxEventMs: n * 2,
 			Features: map[string]*IR{"b": {Count: n, Sum: x, SumSq: y, Min: z, Max: -x, First: s, FirstMs: n, FirstPos: Pos{uint64(n), 7},
 				Last: x, LastMs: -n, LastPos: Pos{0, uint64(n)}}, "a": {}},
-			Offsets:  map[string]int64{"t/1": n, "t/0": 1}}
+			Offsets: map[string]int64{"t/1": n, "t/0": 1}}
 		got, err := tl.Encode()
 		if err != nil {
 			t.Fatal(err)

@@ -266,7 +266,7 @@ func stream(n int, seed uint64) []rec {
 	rng := rand.New(rand.NewPCG(seed, 9))
 	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
 	var preds, labels []rec
-	var due []int // labels[i] goes after preds[due[i]]
+	var due []int              // labels[i] goes after preds[due[i]]
 	shadows := map[int][]rec{} // shadow predictions to go after preds[i]
 	for i := 0; i < n; i++ {
 		ts := t0 + rng.Int64N(3*MinuteMs)
