@@ -156,6 +156,43 @@ func TestEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Rows one PostgreSQL transaction writes share now(), so their event
+	// times tie; their change events sit on the partitions of their
+	// primary keys and reach the featurizer in any order across them. The
+	// latest value is the row written last (by LSN), not the one that
+	// happened to arrive last (an audit saw 10.00 served here).
+	t.Run("latest of one PostgreSQL transaction is its last row", func(t *testing.T) {
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"10.00", "20.00", "300.00"} {
+			if _, err := tx.Exec(ctx, "INSERT INTO transactions (user_id, merchant_id, amount) VALUES ($1, 'm002', $2)", user, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 60*time.Second, "the transaction's three rows in txn_count_10m", func() error {
+			n, err := feature(ctx, features, user, "user_transactions:txn_count_10m")
+			if err != nil {
+				return err
+			}
+			if n.GetValue().GetDoubleValue() != 4 {
+				return fmt.Errorf("txn_count_10m = %v", n)
+			}
+			return nil
+		})
+		last, err := feature(ctx, features, user, "user_transactions:last_amount")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := last.GetValue().GetStringValue(); got != "300.00" {
+			t.Errorf("last_amount = %q, want \"300.00\", the transaction's last row", got)
+		}
+	})
 }
 
 func predictRequest(user string) *servingv1.PredictRequest {

@@ -78,6 +78,10 @@ type Counters struct {
 	// Invalid counts records (or a view's part of one) that could not be
 	// decoded: bad JSON, a missing join key or event time.
 	Invalid atomic.Int64
+	// Tombstones counts source records without a value (the tombstone
+	// ingest writes after a delete so compaction can drop the key):
+	// expected traffic, skipped.
+	Tombstones atomic.Int64
 	// Duplicates counts CDC events dropped by LSN and records skipped
 	// because their tiles already held them (replay after a restart).
 	Duplicates atomic.Int64
@@ -539,6 +543,12 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 	if !add && en == nil {
 		return false
 	}
+	// The source position breaks ties of event time for first, last and
+	// latest (tiles.Pos): the CDC stream position, else the offset.
+	pos := tiles.Pos{0, uint64(rt.srcOffset)}
+	if rt.hasPos {
+		pos = tiles.Pos{rt.pos.CommitLSN, rt.pos.LSN}
+	}
 	vals := e.vals[:0]
 	for _, c := range im.cols {
 		vals = append(vals, tiles.ValueOf(anyOf(c)))
@@ -580,7 +590,7 @@ func (e *Engine) apply(sh *shard, vp *viewPlan, im *image, add bool, rt *routed,
 				v = vals[ip.col]
 			}
 			if add {
-				ir.ObserveValue(ip.agg, v, ts)
+				ir.ObserveValueAt(ip.agg, v, ts, pos)
 			} else {
 				ir.UnobserveValue(ip.agg, v)
 			}

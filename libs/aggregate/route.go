@@ -115,18 +115,31 @@ type dbzChange struct {
 	op            string
 	sequence      string
 	before, after []colVal
+	// pos is the stream position (source.sequence) of a streamed change;
+	// hasPos is false for snapshot rows and events without a sequence.
+	pos    cdc.Position
+	hasPos bool
 }
 
 // Route decodes one source record and calls emit with the key and value
 // of a routed record for every change it makes to a view (key and value
 // are valid only during the call). A record that cannot be decoded is
-// counted and skipped; the returned error says why, for logging.
+// counted and skipped; the returned error says why, for logging. A record
+// without a value (a tombstone on a compacted topic) is counted as one
+// and skipped without error.
 func (r *Router) Route(rec Record, emit func(key, value []byte) error) error {
 	tp := r.byTopic[rec.Topic]
 	if tp == nil {
 		return nil
 	}
 	r.c.Records.Add(1)
+	if len(rec.Value) == 0 {
+		// A tombstone: the record without a value ingest writes after a
+		// delete (the delete event itself carries the change) so that
+		// compaction can drop the key. Nothing to route.
+		r.c.Tombstones.Add(1)
+		return nil
+	}
 	var (
 		row     []colVal
 		dbz     dbzChange
@@ -151,6 +164,8 @@ func (r *Router) Route(rec Record, emit func(key, value []byte) error) error {
 					} else if !r.dedupe.Fresh(rec.Topic, rec.Partition, dbz.op, pos) {
 						r.c.Duplicates.Add(1)
 						return nil
+					} else {
+						dbz.pos, dbz.hasPos = pos, true
 					}
 				}
 			}
@@ -160,6 +175,7 @@ func (r *Router) Route(rec Record, emit func(key, value []byte) error) error {
 			}
 			changes = changesFor(&dbz, vp.view.Source.Ops, chs[:0])
 			update = dbz.op == cdc.OpUpdate
+			r.rt.hasPos, r.rt.pos = dbz.hasPos, dbz.pos
 		default:
 			if !decoded[0] {
 				decoded[0] = true
@@ -171,6 +187,7 @@ func (r *Router) Route(rec Record, emit func(key, value []byte) error) error {
 			}
 			chs[0] = change{row: row, add: true}
 			changes = chs[:1]
+			r.rt.hasPos = false
 		}
 		if err := r.routeChanges(vp, changes, update, rec, emit); err != nil {
 			errs = append(errs, fmt.Errorf("view %s: %w", vp.view.Name, err))
@@ -299,7 +316,8 @@ func fieldsOf(m map[string]any, cols []string, out []colVal) ([]colVal, error) {
 	return out, nil
 }
 
-// routeChanges emits a view's changes of one record: the retract and add
+// routeChanges emits a view's changes of one record (its CDC stream
+// position, if any, already in r.rt): the retract and add
 // images of an update as one routed record when they belong to the same
 // entity, as two otherwise. A change whose row fails the view's filter is
 // left out; one without a join key or event time is an error (the other

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/tributary-ml/tributary/libs/cdc"
 )
 
 // RepartitionTopic is the internal topic the router writes and the
@@ -59,13 +61,17 @@ func fnvString(h uint32, s string) uint32 {
 //
 //	byte     version (1)
 //	byte     flags: 1 = an image to add follows, 2 = the change is an
-//	         update, 4 = an image to retract follows (before the add)
+//	         update, 4 = an image to retract follows (before the add),
+//	         8 = a CDC stream position follows the layout
 //	uvarint  len, view name
 //	uvarint  len, entity id
 //	uvarint  len, source topic
 //	varint   source partition
 //	varint   source offset
 //	uint32   column layout fingerprint (little endian)
+//	uvarint  commit LSN, uvarint LSN: the CDC stream position
+//	         (source.sequence), only with flag 8; without it the
+//	         source offset is the position (tiles.Pos)
 //	images   the retract image, then the add image, as flagged; each is
 //	         varint event time (Unix ms), uvarint column count, and per
 //	         column a kind byte and its payload: 0 absent or null;
@@ -84,6 +90,7 @@ const (
 	flagAdd     = 1
 	flagUpdate  = 2
 	flagRetract = 4
+	flagPos     = 8
 )
 
 const (
@@ -118,7 +125,11 @@ type routed struct {
 	srcPart                    int64
 	srcOffset                  int64
 	layout                     uint32
-	retract, add               image
+	// pos is the CDC stream position of the change (hasPos), which
+	// breaks ties of event time for first, last and latest.
+	hasPos       bool
+	pos          cdc.Position
+	retract, add image
 }
 
 // Routed batch record value, version 2: the routed changes (version 1
@@ -200,6 +211,9 @@ func appendRouted(b []byte, r *routed) []byte {
 	if r.hasRetract {
 		flags |= flagRetract
 	}
+	if r.hasPos {
+		flags |= flagPos
+	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(r.view)))
 	b = append(b, r.view...)
@@ -210,6 +224,10 @@ func appendRouted(b []byte, r *routed) []byte {
 	b = binary.AppendVarint(b, r.srcPart)
 	b = binary.AppendVarint(b, r.srcOffset)
 	b = binary.LittleEndian.AppendUint32(b, r.layout)
+	if r.hasPos {
+		b = binary.AppendUvarint(b, r.pos.CommitLSN)
+		b = binary.AppendUvarint(b, r.pos.LSN)
+	}
 	if r.hasRetract {
 		b = appendImage(b, &r.retract)
 	}
@@ -239,6 +257,15 @@ func (rd *routedReader) bytes(what string) ([]byte, error) {
 
 func (rd *routedReader) varint(what string) (int64, error) {
 	v, k := binary.Varint(rd.b[rd.p:])
+	if k <= 0 {
+		return 0, fmt.Errorf("routed record: bad %s", what)
+	}
+	rd.p += k
+	return v, nil
+}
+
+func (rd *routedReader) uvarint(what string) (uint64, error) {
+	v, k := binary.Uvarint(rd.b[rd.p:])
 	if k <= 0 {
 		return 0, fmt.Errorf("routed record: bad %s", what)
 	}
@@ -287,13 +314,13 @@ func decodeRouted(b []byte, r *routed) error {
 		return fmt.Errorf("routed record: version %d, want %d", b[0], routedVersion)
 	}
 	flags := b[1]
-	if flags&^(flagAdd|flagUpdate|flagRetract) != 0 {
+	if flags&^(flagAdd|flagUpdate|flagRetract|flagPos) != 0 {
 		return fmt.Errorf("routed record: unknown flags %#x", flags)
 	}
 	if flags&(flagAdd|flagRetract) == 0 {
 		return errors.New("routed record: no row image")
 	}
-	r.hasAdd, r.update, r.hasRetract = flags&flagAdd != 0, flags&flagUpdate != 0, flags&flagRetract != 0
+	r.hasAdd, r.update, r.hasRetract, r.hasPos = flags&flagAdd != 0, flags&flagUpdate != 0, flags&flagRetract != 0, flags&flagPos != 0
 	rd := routedReader{b: b, p: 2}
 	var err error
 	if r.view, err = rd.bytes("view"); err != nil {
@@ -325,6 +352,15 @@ func decodeRouted(b []byte, r *routed) error {
 	}
 	r.layout = binary.LittleEndian.Uint32(b[rd.p:])
 	rd.p += 4
+	r.pos = cdc.Position{}
+	if r.hasPos {
+		if r.pos.CommitLSN, err = rd.uvarint("commit LSN"); err != nil {
+			return err
+		}
+		if r.pos.LSN, err = rd.uvarint("LSN"); err != nil {
+			return err
+		}
+	}
 	if r.hasRetract {
 		if err := rd.image(&r.retract); err != nil {
 			return err

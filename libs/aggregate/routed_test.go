@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles/tiletest"
 )
@@ -12,7 +13,7 @@ func sampleRouted() *routed {
 	return &routed{
 		hasAdd: true, hasRetract: true, update: true,
 		view: []byte("txns"), entity: []byte("u|1"), srcTopic: []byte("cdc.public.transactions"),
-		srcPart: 3, srcOffset: 1 << 40, layout: 0xdeadbeef,
+		srcPart: 3, srcOffset: 1 << 40, layout: 0xdeadbeef, hasPos: true, pos: cdc.Position{CommitLSN: 1 << 41, LSN: 1<<41 - 7},
 		retract: image{ts: -5, cols: []colVal{{kind: kindNumber, text: []byte("10.50")}, {kind: kindNull}}},
 		add:     image{ts: t0, cols: []colVal{{kind: kindString, text: []byte("a\x00b")}, {kind: kindTrue}, {kind: kindRaw, text: []byte(`{"x":[1]}`)}}},
 	}

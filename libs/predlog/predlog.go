@@ -23,7 +23,12 @@ type Prediction struct {
 	Version      string `json:"version"`
 	Variant      string `json:"variant"`
 	// Role is served, canary or shadow (shadow results are never returned to callers).
-	Role       string            `json:"role"`
+	Role string `json:"role"`
+	// ParentID is, on a shadow prediction, the id of the prediction
+	// returned to the caller for the same request row. Labels carry the
+	// id the caller got, so a label for ParentID is a label for its shadow
+	// predictions too (the metrics service joins it to both).
+	ParentID   string            `json:"parent_id,omitempty"`
 	EntityKeys map[string]string `json:"entity_keys,omitempty"`
 	// Features are the model inputs as used, after defaults.
 	Features map[string]float64 `json:"features,omitempty"`

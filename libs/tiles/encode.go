@@ -127,6 +127,9 @@ func (ir *IR) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"first_ms":`...)
 		b = strconv.AppendInt(b, ir.FirstMs, 10)
 	}
+	if ir.FirstPos != (Pos{}) {
+		b = ir.FirstPos.appendJSON(append(b, `,"first_pos":`...))
+	}
 	if ir.Last != nil {
 		b = append(b, `,"last":`...)
 		if b, err = appendAny(b, ir.Last); err != nil {
@@ -136,6 +139,9 @@ func (ir *IR) appendJSON(b []byte) ([]byte, error) {
 	if ir.LastMs != 0 {
 		b = append(b, `,"last_ms":`...)
 		b = strconv.AppendInt(b, ir.LastMs, 10)
+	}
+	if ir.LastPos != (Pos{}) {
+		b = ir.LastPos.appendJSON(append(b, `,"last_pos":`...))
 	}
 	if ir.Distinct != nil {
 		b = append(b, `,"dc":`...)
@@ -177,6 +183,14 @@ func (ir *IR) appendJSON(b []byte) ([]byte, error) {
 		b = append(b, '}')
 	}
 	return append(b, '}'), nil
+}
+
+func (p Pos) appendJSON(b []byte) []byte {
+	b = append(b, '[')
+	b = strconv.AppendUint(b, p[0], 10)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, p[1], 10)
+	return append(b, ']')
 }
 
 func appendAny(b []byte, v any) ([]byte, error) {

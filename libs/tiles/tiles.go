@@ -200,12 +200,47 @@ type IR struct {
 	Max      float64 `json:"max,omitempty"`
 	First    any     `json:"first,omitempty"`
 	FirstMs  int64   `json:"first_ms,omitempty"`
-	Last     any     `json:"last,omitempty"`
-	LastMs   int64   `json:"last_ms,omitempty"`
+	// FirstPos is the source position of First, which breaks ties of
+	// event time (see Pos); absent (zero) in tiles written before it.
+	FirstPos Pos   `json:"first_pos,omitzero"`
+	Last     any   `json:"last,omitempty"`
+	LastMs   int64 `json:"last_ms,omitempty"`
+	LastPos  Pos   `json:"last_pos,omitzero"`
 	// Distinct and Quantiles are kept only for the aggregations that need
 	// them (approx_distinct; p50, p90, p95, p99), see Observe.
 	Distinct  *Distinct  `json:"dc,omitempty"`
 	Quantiles *Quantiles `json:"q,omitempty"`
+}
+
+// Pos is an event's source position, which orders events of equal event
+// time for first, last and latest: for a CDC change {commit LSN of its
+// transaction, its own LSN} (Debezium's source.sequence), so of rows one
+// transaction wrote at one now() the last written wins, and of two
+// transactions the later committed; for any other record (JSON sources,
+// snapshot rows) {0, partition offset}, so within a partition the later
+// record wins. The zero position (tiles written before positions, callers
+// that have none) ties with itself, and then the later arrival wins.
+type Pos [2]uint64
+
+// Less reports whether p comes before q.
+func (p Pos) Less(q Pos) bool {
+	if p[0] != q[0] {
+		return p[0] < q[0]
+	}
+	return p[1] < q[1]
+}
+
+// after reports whether an event at (ms, pos) replaces one at (ms0, pos0)
+// as the last: later event time, or the same and a position not before
+// (an equal one is a later arrival).
+func after(ms int64, pos Pos, ms0 int64, pos0 Pos) bool {
+	return ms > ms0 || ms == ms0 && !pos.Less(pos0)
+}
+
+// before reports whether an event at (ms, pos) replaces one at (ms0, pos0)
+// as the first: earlier event time, or the same and an earlier position.
+func before(ms int64, pos Pos, ms0 int64, pos0 Pos) bool {
+	return ms < ms0 || ms == ms0 && pos.Less(pos0)
 }
 
 // Observe applies one event's value for a feature of aggregation agg: Add,
@@ -227,8 +262,11 @@ func ValueOf(v any) Value {
 }
 
 // ObserveValue is Observe of a value read by ValueOf.
-func (ir *IR) ObserveValue(agg string, v Value, tsMs int64) {
-	ir.AddValue(v, tsMs)
+func (ir *IR) ObserveValue(agg string, v Value, tsMs int64) { ir.ObserveValueAt(agg, v, tsMs, Pos{}) }
+
+// ObserveValueAt is ObserveValue of an event at source position pos.
+func (ir *IR) ObserveValueAt(agg string, v Value, tsMs int64, pos Pos) {
+	ir.AddValueAt(v, tsMs, pos)
 	switch {
 	case agg == featurespec.AggApproxDistinct:
 		if ir.Distinct == nil {
@@ -257,11 +295,15 @@ func (ir *IR) UnobserveValue(agg string, v Value) {
 	}
 }
 
-// Add applies one event's value at tsMs.
+// Add applies one event's value at tsMs (at no source position).
 func (ir *IR) Add(v any, tsMs int64) { ir.AddValue(ValueOf(v), tsMs) }
 
 // AddValue is Add of a value read by ValueOf.
-func (ir *IR) AddValue(v Value, tsMs int64) {
+func (ir *IR) AddValue(v Value, tsMs int64) { ir.AddValueAt(v, tsMs, Pos{}) }
+
+// AddValueAt is AddValue of an event at source position pos, which breaks
+// ties of event time for first and last (see Pos).
+func (ir *IR) AddValueAt(v Value, tsMs int64, pos Pos) {
 	ir.Count++
 	if x := v.Num; v.IsNum {
 		if ir.NumCount == 0 || x < ir.Min {
@@ -277,11 +319,11 @@ func (ir *IR) AddValue(v Value, tsMs int64) {
 	if v.V == nil {
 		return
 	}
-	if ir.First == nil || tsMs < ir.FirstMs {
-		ir.First, ir.FirstMs = v.V, tsMs
+	if ir.First == nil || before(tsMs, pos, ir.FirstMs, ir.FirstPos) {
+		ir.First, ir.FirstMs, ir.FirstPos = v.V, tsMs, pos
 	}
-	if ir.Last == nil || tsMs >= ir.LastMs {
-		ir.Last, ir.LastMs = v.V, tsMs
+	if ir.Last == nil || after(tsMs, pos, ir.LastMs, ir.LastPos) {
+		ir.Last, ir.LastMs, ir.LastPos = v.V, tsMs, pos
 	}
 }
 
@@ -314,11 +356,11 @@ func (ir *IR) Merge(o *IR) {
 	ir.NumCount += o.NumCount
 	ir.Sum += o.Sum
 	ir.SumSq += o.SumSq
-	if o.First != nil && (ir.First == nil || o.FirstMs < ir.FirstMs) {
-		ir.First, ir.FirstMs = o.First, o.FirstMs
+	if o.First != nil && (ir.First == nil || before(o.FirstMs, o.FirstPos, ir.FirstMs, ir.FirstPos)) {
+		ir.First, ir.FirstMs, ir.FirstPos = o.First, o.FirstMs, o.FirstPos
 	}
-	if o.Last != nil && (ir.Last == nil || o.LastMs >= ir.LastMs) {
-		ir.Last, ir.LastMs = o.Last, o.LastMs
+	if o.Last != nil && (ir.Last == nil || after(o.LastMs, o.LastPos, ir.LastMs, ir.LastPos)) {
+		ir.Last, ir.LastMs, ir.LastPos = o.Last, o.LastMs, o.LastPos
 	}
 	if o.Distinct != nil {
 		if ir.Distinct == nil {

@@ -262,8 +262,9 @@ func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
 			return
 		}
 		tl := &Tile{View: view, Entity: entity, ResolutionMs: n, StartMs: -n, MaxEventMs: n * 2,
-			Features: map[string]*IR{"b": {Count: n, Sum: x, SumSq: y, Min: z, Max: -x, First: s, FirstMs: n, Last: x, LastMs: -n}, "a": {}},
-			Offsets:  map[string]int64{"t/1": n, "t/0": 1}}
+			Features: map[string]*IR{"b": {Count: n, Sum: x, SumSq: y, Min: z, Max: -x, First: s, FirstMs: n, FirstPos: Pos{uint64(n), 7},
+				Last: x, LastMs: -n, LastPos: Pos{0, uint64(n)}}, "a": {}},
+			Offsets: map[string]int64{"t/1": n, "t/0": 1}}
 		got, err := tl.Encode()
 		if err != nil {
 			t.Fatal(err)
@@ -396,4 +397,87 @@ func FuzzDistinctJSONMatchesEncodingJSON(f *testing.F) {
 			t.Fatalf("read back estimate %v, want %v", back.Estimate(), d.Estimate())
 		}
 	})
+}
+
+// Events of equal event time (rows one PostgreSQL transaction wrote at one
+// now()) are ordered by source position for first and last, whatever
+// order they arrive or merge in; without positions the later arrival is
+// the last and the earlier the first, as before positions existed.
+func TestFirstAndLastBreakTiesByPosition(t *testing.T) {
+	type ev struct {
+		v   string
+		pos Pos
+	}
+	evs := []ev{{"10.00", Pos{500, 410}}, {"20.00", Pos{500, 420}}, {"300.00", Pos{500, 430}}, {"7.00", Pos{400, 990}}}
+	orders := [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {2, 0, 3, 1}, {1, 3, 0, 2}}
+	for _, order := range orders {
+		var seq IR
+		parts := make([]IR, 2)
+		for k, i := range order {
+			seq.AddValueAt(ValueOf(evs[i].v), 1000, evs[i].pos)
+			parts[k%2].ObserveValueAt(featurespec.AggLast, ValueOf(evs[i].v), 1000, evs[i].pos)
+		}
+		var merged, mergedRev IR
+		merged.Merge(&parts[0])
+		merged.Merge(&parts[1])
+		mergedRev.Merge(&parts[1])
+		mergedRev.Merge(&parts[0])
+		for name, ir := range map[string]*IR{"added": &seq, "merged": &merged, "merged in reverse": &mergedRev} {
+			if v, _ := ir.Value(featurespec.AggLast); v != "300.00" || ir.LastPos != (Pos{500, 430}) {
+				t.Errorf("order %v, %s: last = %v at %v, want 300.00 at [500 430]", order, name, v, ir.LastPos)
+			}
+			if v, _ := ir.Value(featurespec.AggFirst); v != "7.00" || ir.FirstPos != (Pos{400, 990}) {
+				t.Errorf("order %v, %s: first = %v at %v, want 7.00 at [400 990]", order, name, v, ir.FirstPos)
+			}
+		}
+		// Event time still comes first.
+		seq.AddValueAt(ValueOf("late"), 999, Pos{900, 900})
+		seq.AddValueAt(ValueOf("next"), 1001, Pos{1, 1})
+		if v, _ := seq.Value(featurespec.AggLast); v != "next" {
+			t.Errorf("last = %v, want next (a later event time beats a later position)", v)
+		}
+		if v, _ := seq.Value(featurespec.AggFirst); v != "late" {
+			t.Errorf("first = %v, want late (an earlier event time beats an earlier position)", v)
+		}
+	}
+	var none IR
+	for _, v := range []string{"a", "b", "c"} {
+		none.Add(v, 5)
+	}
+	if l, _ := none.Value(featurespec.AggLast); l != "c" {
+		t.Errorf("without positions last = %v, want c (the later arrival)", l)
+	}
+	if f, _ := none.Value(featurespec.AggFirst); f != "a" {
+		t.Errorf("without positions first = %v, want a (the earlier arrival)", f)
+	}
+}
+
+// Positions travel in the tile JSON as first_pos/last_pos; tiles written
+// before them decode with zero positions.
+func TestTilePositionsRoundTripAndOldTilesDecode(t *testing.T) {
+	var ir IR
+	ir.AddValueAt(ValueOf("x"), 5, Pos{1 << 40, 3})
+	ir.AddValueAt(ValueOf("y"), 5, Pos{1 << 40, 9})
+	tl := &Tile{View: "v", Entity: "e", MaxEventMs: 5, Features: map[string]*IR{"f": &ir}}
+	b, err := tl.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"first":"x","first_ms":5,"first_pos":[1099511627776,3],"last":"y","last_ms":5,"last_pos":[1099511627776,9]`) {
+		t.Errorf("encoded tile lacks the positions: %s", b)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := got.Features["f"]; g.FirstPos != ir.FirstPos || g.LastPos != ir.LastPos {
+		t.Errorf("decoded positions %v, %v; want %v, %v", g.FirstPos, g.LastPos, ir.FirstPos, ir.LastPos)
+	}
+	old, err := Decode([]byte(`{"view":"v","entity":"e","res_ms":0,"start_ms":0,"max_event_ms":5,"features":{"f":{"n":1,"first":"x","first_ms":5,"last":"x","last_ms":5}}}`))
+	if err != nil {
+		t.Fatalf("a tile without positions: %v", err)
+	}
+	if f := old.Features["f"]; f.LastPos != (Pos{}) || f.FirstPos != (Pos{}) || f.Last != "x" {
+		t.Errorf("old tile decoded to %+v", f)
+	}
 }

@@ -256,6 +256,7 @@ func (s *Service) registerMetrics(h *kafkaio.RouteHandler, agg *kafkaio.Aggregat
 	counter("tributary_featurizer_changes_applied", "row changes applied to tiles", &c.Applied)
 	counter("tributary_featurizer_late_events_dropped", "inserts dropped for arriving after the allowed lateness", &c.Late)
 	counter("tributary_featurizer_invalid_events", "records that could not be decoded (bad JSON, missing join key or event time)", &c.Invalid)
+	counter("tributary_featurizer_tombstones", "source records without a value (the tombstone after a CDC delete), skipped", &c.Tombstones)
 	counter("tributary_featurizer_duplicate_events", "records skipped as already applied (CDC LSN or replay after restart)", &c.Duplicates)
 	counter("tributary_featurizer_tiles_emitted", "tile states written to features.tiles", &c.Emitted)
 	counter("tributary_featurizer_tiles_expired", "tombstones written for expired tiles", &c.Expired)

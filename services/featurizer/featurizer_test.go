@@ -143,6 +143,19 @@ func produce(t *testing.T, broker, topic string, recs ...map[string]any) {
 	}
 }
 
+// produceTombstone writes a record without a value under key.
+func produceTombstone(t *testing.T, broker, topic, key string) {
+	t.Helper()
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: []string{broker}, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	if err := p.Write(testutil.Context(t, 30*time.Second), kafka.Message{Key: []byte(key)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // readTiles reads features.tiles to its end and returns the live tiles by key.
 func readTiles(t *testing.T, broker string) map[string]*tiles.Tile {
 	t.Helper()
@@ -261,6 +274,9 @@ func TestEventsInTilesOutAndRestartRestores(t *testing.T) {
 		txn("u", 1, "u1", "20.00", map[string]any{"txn_id": 1, "user_id": "u1", "amount": "10.50", "created_at": time.UnixMilli(base + 1000).UTC().Format(time.RFC3339Nano)}),
 		txn("d", 3, "u2", "7.00", nil),
 	)
+	// The delete's tombstone (no value), as ingest writes it for compaction:
+	// skipped and counted as a tombstone, not as an invalid record.
+	produceTombstone(t, broker, "cdc.public.transactions", "3")
 	waitValue(t, broker, views, "txns:amount_sum_1h", "u1", now, 24.5)
 	waitValue(t, broker, views, "txns:n_1h", "u1", now, 2.0)
 	waitValue(t, broker, views, "txns:n_1h", "u2", now, 0.0)
@@ -277,7 +293,9 @@ func TestEventsInTilesOutAndRestartRestores(t *testing.T) {
 			return err
 		}
 		for _, want := range []string{
-			"tributary_featurizer_events_total 11", // 6 clicks, 5 change events
+			"tributary_featurizer_events_total 12", // 6 clicks, 5 change events, 1 tombstone
+			"tributary_featurizer_tombstones_total 1",
+			"tributary_featurizer_invalid_events_total 0",
 			"tributary_featurizer_late_events_dropped_total 1",
 			"tributary_featurizer_tiles_emitted_total",
 			"tributary_featurizer_state_tiles",

@@ -227,7 +227,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if err := s.registerMetrics(); err != nil {
 		return nil, err
 	}
-	metricsv1.RegisterMetricsServiceServer(base.GRPC.Server, grpcapi.New(s.reader, s.catalog, deps.Now, 0))
+	metricsv1.RegisterMetricsServiceServer(base.GRPC.Server, grpcapi.New(s.reader, s.catalog, s.catalog, deps.Now, 0))
 	base.Admin.AddCheck("restore", func() error {
 		if !s.ready.Load() {
 			return errors.New("rows not yet restored from " + core.Topic)

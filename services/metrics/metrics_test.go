@@ -455,12 +455,49 @@ func TestGetModelHealthErrors(t *testing.T) {
 			}
 		})
 	}
-	resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "unknown"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Minutes) != 0 || resp.Total.GetRequests() != 0 {
-		t.Fatalf("unknown model: %v, want no rows", resp)
+}
+
+// A model neither in the repository nor with metrics is NotFound, as the
+// modelserver answers for it; a model of the repository without traffic
+// yet is an empty answer, and one with metrics but no longer in the
+// repository (or no repository configured) is answered from its rows.
+func TestGetModelHealthOfAnUnknownModelIsNotFound(t *testing.T) {
+	brokers := testutil.Kafka(t, 1)
+	ctx := testutil.Context(t, 60*time.Second)
+	produce(t, ctx, brokers, []predlog.Prediction{{PredictionID: "o1", Model: "other", Version: "v3", Variant: "a",
+		Role: predlog.RoleServed, Score: 0.5, LatencyMs: 2, TimeMs: base.Add(time.Minute).UnixMilli()}}, nil)
+	for _, repo := range []string{writeRepo(t), ""} {
+		t.Run(fmt.Sprintf("repository %q", repo), func(t *testing.T) {
+			svc := start(t, brokers, repo)
+			client := dial(t, svc.svc.GRPCAddr())
+			testutil.Eventually(t, 30*time.Second, "other's prediction is answered", func() error {
+				resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "other"})
+				if err != nil {
+					return err
+				}
+				if resp.Total.GetRequests() != 1 || len(resp.Minutes) != 1 {
+					return fmt.Errorf("other: %d requests in %d minutes, want 1 in 1", resp.Total.GetRequests(), len(resp.Minutes))
+				}
+				return nil
+			})
+			_, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "nosuch"})
+			if st, _ := status.FromError(err); st.Code() != codes.NotFound || !strings.Contains(st.Message(), `"nosuch"`) {
+				t.Errorf("GetModelHealth(nosuch) = %v, want NotFound naming the model", err)
+			}
+			resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "fraud"})
+			if repo == "" {
+				if st, _ := status.FromError(err); st.Code() != codes.NotFound {
+					t.Errorf("GetModelHealth(fraud) without a repository = %v, want NotFound", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("GetModelHealth(fraud), in the repository without traffic: %v, want an empty answer", err)
+			}
+			if len(resp.Minutes) != 0 || resp.Total.GetRequests() != 0 || resp.Total.GetModel() != "fraud" {
+				t.Errorf("GetModelHealth(fraud) = %v, want no rows", resp)
+			}
+		})
 	}
 }
 
@@ -583,3 +620,43 @@ type ingester struct{ b *pinottest.Broker }
 
 func (i ingester) Handle(_ context.Context, m kafka.Message) error { return i.b.Ingest(m.Value) }
 func (ingester) Flush(context.Context) error                       { return nil }
+
+// Shadow predictions are never returned, so labels carry the id of the
+// served prediction; a shadow record names it as its parent_id, and the
+// label counts for the shadow variant's quality too (how a challenger is
+// evaluated in shadow).
+func TestLabelOfAServedPredictionCountsForItsShadows(t *testing.T) {
+	brokers := testutil.Kafka(t, 2)
+	ctx := testutil.Context(t, 60*time.Second)
+	at := base.Add(time.Minute).UnixMilli()
+	var preds []predlog.Prediction
+	var labels []predlog.Label
+	for i, sc := range [][2]float64{{0.9, 0.2}, {0.8, 0.7}, {0.1, 0.6}} {
+		id := fmt.Sprint("served-", i)
+		preds = append(preds,
+			predlog.Prediction{PredictionID: id, Model: "fraud", Version: "v1", Variant: "a", Role: predlog.RoleServed, Score: sc[0], LatencyMs: 1, TimeMs: at},
+			predlog.Prediction{PredictionID: fmt.Sprint("shadow-", i), ParentID: id, Model: "fraud", Version: "v2", Variant: "challenger", Role: predlog.RoleShadow, Score: sc[1], LatencyMs: 1, TimeMs: at})
+		if i < 2 { // the third is not labeled yet
+			labels = append(labels, predlog.Label{PredictionID: id, Value: 1, TimeMs: at + 5000})
+		}
+	}
+	produce(t, ctx, brokers, preds, labels)
+	svc := start(t, brokers, writeRepo(t))
+	client := dial(t, svc.svc.GRPCAddr())
+	for _, c := range []struct {
+		variant  string
+		accuracy float64 // threshold 0.6 for v1 (the repository), 0.5 for v2
+	}{{"a", 1}, {"challenger", 0.5}} {
+		testutil.Eventually(t, 30*time.Second, "two labels counted for variant "+c.variant, func() error {
+			resp, err := client.GetModelHealth(ctx, &metricsv1.GetModelHealthRequest{Model: "fraud", Variant: c.variant})
+			if err != nil {
+				return err
+			}
+			tot := resp.GetTotal()
+			if tot.GetRequests() != 3 || tot.GetLabeled() != 2 || math.Abs(tot.GetAccuracy()-c.accuracy) > 1e-9 {
+				return fmt.Errorf("requests %d, labeled %d, accuracy %v; want 3, 2, %v", tot.GetRequests(), tot.GetLabeled(), tot.GetAccuracy(), c.accuracy)
+			}
+			return nil
+		})
+	}
+}

@@ -66,6 +66,7 @@ func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
 		if resp.GetVariant() != variants[u] {
 			t.Errorf("%s moved from %s to %s", u, variants[u], resp.GetVariant())
 		}
+		ids[resp.GetPredictionId()] = u
 	}
 	// One feature fetch per request although the shadow model runs too.
 	if got := e.peer.Calls(t); got != users+50 {
@@ -96,6 +97,12 @@ func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
 			}
 			if _, returned := ids[r.PredictionID]; returned {
 				t.Errorf("shadow prediction %s was returned to a caller", r.PredictionID)
+			}
+			// Labels carry the id the caller got: the shadow record names it.
+			if r.ParentID == "" || r.ParentID == r.PredictionID {
+				t.Errorf("shadow prediction %s has parent_id %q, want the id returned for its request", r.PredictionID, r.ParentID)
+			} else if _, returned := ids[r.ParentID]; !returned {
+				t.Errorf("shadow prediction %s: parent_id %s is no served prediction", r.PredictionID, r.ParentID)
 			}
 		case predlog.RoleCanary:
 			if r.Variant != "treatment" {

@@ -146,6 +146,7 @@ func sameIR(a, b *tiles.IR) bool {
 	}
 	return a.Count == b.Count && a.NumCount == b.NumCount && sameFloat(a.Sum, b.Sum) && sameFloat(a.SumSq, b.SumSq) &&
 		sameFloat(a.Min, b.Min) && sameFloat(a.Max, b.Max) && a.FirstMs == b.FirstMs && a.LastMs == b.LastMs &&
+		a.FirstPos == b.FirstPos && a.LastPos == b.LastPos &&
 		sameScalar(a.First, b.First) && sameScalar(a.Last, b.Last)
 }
 

@@ -132,7 +132,12 @@ func (e *entry) add(p *Prediction) {
 	}
 }
 
+// joined is a prediction waiting for its label. Predictions sharing a
+// join id (a served prediction and its shadows, whose Parent is the served
+// one's id) are chained through next.
 type joined struct {
+	id      string // the prediction's own id
+	next    *joined
 	key     Key
 	score   float64
 	tsMs    int64
@@ -140,10 +145,14 @@ type joined struct {
 	labeled bool
 }
 
+// pendingLabel is a label kept for the label TTL: until its predictions
+// arrive, and after it joined one (joined), for shadow predictions of the
+// same id that arrive later.
 type pendingLabel struct {
-	value float64
-	tsMs  int64
-	src   Source
+	value  float64
+	tsMs   int64
+	src    Source
+	joined bool
 }
 
 type queued struct {
@@ -172,6 +181,8 @@ type Aggregator struct {
 	lastTP      topicPartition
 	lastHandled *int64
 
+	// preds are the predictions waiting for labels by join id (their
+	// own id, or their Parent's), labels the labels by prediction id.
 	preds  map[string]*joined
 	labels map[string]pendingLabel
 	queue  []queued // join entries in arrival order, for expiry
@@ -306,52 +317,68 @@ func (a *Aggregator) AddPrediction(id string, k Key, tsMs int64, p *Prediction, 
 	if p.Failed || id == "" {
 		return
 	}
-	if _, ok := a.preds[id]; ok {
+	jid, j := a.join(id, p.Parent, k, tsMs, p.Score, src)
+	if j == nil {
 		return
 	}
-	j := &joined{key: k, score: p.Score, tsMs: tsMs, src: src}
-	a.preds[id] = j
-	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
-	if l, ok := a.labels[id]; ok {
-		delete(a.labels, id)
+	if l, ok := a.labels[jid]; ok {
 		a.applyLabel(j, l)
+		l.joined = true
+		a.labels[jid] = l
 	}
 	a.expire()
+}
+
+// join puts prediction id into the label join under its join id (parent,
+// for a shadow prediction, else id) and returns both; j is nil when the
+// prediction is already in the join.
+func (a *Aggregator) join(id, parent string, k Key, tsMs int64, score float64, src Source) (jid string, j *joined) {
+	jid = id
+	if parent != "" {
+		jid = parent
+	}
+	head := a.preds[jid]
+	for o := head; o != nil; o = o.next {
+		if o.id == id {
+			return jid, nil
+		}
+	}
+	j = &joined{id: id, next: head, key: k, score: score, tsMs: tsMs, src: src}
+	a.preds[jid] = j
+	a.queue = append(a.queue, queued{id: jid, tsMs: tsMs})
+	return jid, j
 }
 
 // Remember puts a prediction into the label join without counting it: at
 // start the join is rebuilt from the predictions of the last label TTL, so
 // labels of predictions before the committed position still find them.
-func (a *Aggregator) Remember(id string, k Key, tsMs int64, score float64, failed bool, src Source) {
+// A shadow prediction's parent is the id its labels carry.
+func (a *Aggregator) Remember(id, parent string, k Key, tsMs int64, score float64, failed bool, src Source) {
 	if failed || id == "" {
 		return
 	}
 	if tsMs > a.watermark {
 		a.watermark = tsMs
 	}
-	if _, ok := a.preds[id]; ok {
-		return
-	}
-	a.preds[id] = &joined{key: k, score: score, tsMs: tsMs, src: src}
-	a.queue = append(a.queue, queued{id: id, tsMs: tsMs})
+	a.join(id, parent, k, tsMs, score, src)
 	a.expire()
 }
 
-// AddLabel joins a label to its prediction, or keeps it until the
-// prediction arrives (within the TTL).
+// AddLabel joins a label to its prediction and that prediction's shadow
+// predictions, and keeps it (within the TTL) for those that arrive later.
 func (a *Aggregator) AddLabel(id string, value float64, tsMs int64, src Source) {
 	a.stats.Labels++
 	if a.redelivered(src) {
 		return
 	}
-	l := pendingLabel{value: value, tsMs: tsMs, src: src}
-	if j, ok := a.preds[id]; ok {
-		a.applyLabel(j, l)
-		return
-	}
 	if _, ok := a.labels[id]; ok {
 		a.stats.DuplicateLabels++
 		return
+	}
+	l := pendingLabel{value: value, tsMs: tsMs, src: src}
+	for j := a.preds[id]; j != nil; j = j.next {
+		a.applyLabel(j, l)
+		l.joined = true
 	}
 	a.labels[id] = l
 	a.queue = append(a.queue, queued{id: id, tsMs: tsMs, label: true})
@@ -400,10 +427,12 @@ func (a *Aggregator) expire() {
 		if q.label {
 			if l, ok := a.labels[q.id]; ok && l.tsMs == q.tsMs {
 				delete(a.labels, q.id)
-				a.stats.ExpiredLabels++
+				if !l.joined {
+					a.stats.ExpiredLabels++
+				}
 			}
-		} else if j, ok := a.preds[q.id]; ok && j.tsMs == q.tsMs {
-			delete(a.preds, q.id)
+		} else {
+			a.unjoin(q.id, q.tsMs)
 		}
 		a.queue[a.qhead] = queued{}
 		a.qhead++
@@ -412,6 +441,25 @@ func (a *Aggregator) expire() {
 	if a.qhead > 1024 && a.qhead*2 > len(a.queue) {
 		a.queue = append(a.queue[:0], a.queue[a.qhead:]...)
 		a.qhead = 0
+	}
+}
+
+// unjoin drops the predictions of join id jid made at or before tsMs
+// (their TTL ended), keeping those of the same join id made later.
+func (a *Aggregator) unjoin(jid string, tsMs int64) {
+	var head *joined
+	tail := &head
+	for j := a.preds[jid]; j != nil; j = j.next {
+		if j.tsMs > tsMs {
+			*tail = j
+			tail = &j.next
+		}
+	}
+	*tail = nil
+	if head == nil {
+		delete(a.preds, jid)
+	} else {
+		a.preds[jid] = head
 	}
 }
 

@@ -257,14 +257,17 @@ type rec struct {
 	src   Source
 }
 
-// stream makes predictions over three minutes and two variants, and
-// labels interleaved up to 60 records after their prediction (some before
-// it, some twice).
+// stream makes predictions over three minutes and two variants, some
+// with a shadow prediction (variant "shadow", up to 3 records after the
+// served one), and labels interleaved up to 60 records after their
+// prediction (some before it, some twice; some between a served
+// prediction and its shadow).
 func stream(n int, seed uint64) []rec {
 	rng := rand.New(rand.NewPCG(seed, 9))
 	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC).UnixMilli()
 	var preds, labels []rec
-	var due []int // labels[i] goes after preds[due[i]]
+	var due []int              // labels[i] goes after preds[due[i]]
+	shadows := map[int][]rec{} // shadow predictions to go after preds[i]
 	for i := 0; i < n; i++ {
 		ts := t0 + rng.Int64N(3*MinuteMs)
 		k := Key{ModelKey: ModelKey{"m", "v1", []string{"a", "b"}[rng.IntN(2)]}, Minute: MinuteOf(ts)}
@@ -286,6 +289,13 @@ func stream(n int, seed uint64) []rec {
 		}
 		id := fmt.Sprintf("p%d", i)
 		preds = append(preds, rec{id: id, key: k, ts: ts, p: p})
+		if !p.Failed && rng.IntN(4) == 0 {
+			sk := k
+			sk.Variant = "shadow"
+			sp := Prediction{Parent: id, LatencyMs: p.LatencyMs, Score: rng.Float64(), Features: p.Features, Failed: rng.IntN(10) == 0}
+			at := i + rng.IntN(4)
+			shadows[at] = append(shadows[at], rec{id: fmt.Sprintf("s%d", i), key: sk, ts: ts, p: sp})
+		}
 		if !p.Failed && rng.IntN(3) == 0 {
 			copies := 1 + rng.IntN(8)/7 // one in eight labelled twice
 			for c := 0; c < copies; c++ {
@@ -312,6 +322,18 @@ func stream(n int, seed uint64) []rec {
 		p.src = Source{"predictions", 0, off[0]}
 		off[0]++
 		out = append(out, p)
+		for _, sh := range shadows[i] {
+			sh.src = Source{"predictions", 0, off[0]}
+			off[0]++
+			out = append(out, sh)
+		}
+	}
+	for i := len(preds); i < len(preds)+4; i++ {
+		for _, sh := range shadows[i] {
+			sh.src = Source{"predictions", 0, off[0]}
+			off[0]++
+			out = append(out, sh)
+		}
 	}
 	for ; j < len(order); j++ {
 		l := labels[order[j]]
@@ -375,13 +397,26 @@ func TestAggregatorMatchesBruteForce(t *testing.T) {
 			want[r.key].add(&p, testBaseline)
 		}
 	}
+	// A label counts for its prediction and that prediction's shadows.
 	labeled := map[string]bool{}
 	for _, r := range recs {
 		if r.label && !labeled[r.id] {
 			labeled[r.id] = true
-			p := preds[r.id]
-			want[p.key].addLabel(p.p.Score, r.value, 0.5)
+			for _, p := range preds {
+				if (p.id == r.id || p.p.Parent == r.id) && !p.p.Failed {
+					want[p.key].addLabel(p.p.Score, r.value, 0.5)
+				}
+			}
 		}
+	}
+	shadowLabels := 0
+	for k, st := range want {
+		if k.Variant == "shadow" {
+			shadowLabels += int(st.Labeled)
+		}
+	}
+	if shadowLabels < 50 {
+		t.Fatalf("only %d labels of shadow predictions in the workload", shadowLabels)
 	}
 	got := comparable(rows)
 	if len(got) != len(want) {
@@ -442,7 +477,7 @@ func TestAggregatorCrashAndRedelivery(t *testing.T) {
 			// predictions remembered, then labels through the normal path.
 			for _, r := range recs {
 				if !r.label {
-					b.Remember(r.id, r.key, r.ts, r.p.Score, r.p.Failed, r.src)
+					b.Remember(r.id, r.p.Parent, r.key, r.ts, r.p.Score, r.p.Failed, r.src)
 				}
 			}
 			for _, r := range recs {
@@ -618,7 +653,7 @@ func TestLabelWaitingAcrossPublishAndCrash(t *testing.T) {
 	// And again: a second crash right after that publish, everything redelivered.
 	c := NewAggregator(AggregatorConfig{}, catalog{})
 	c.Restore(rows)
-	c.Remember("p", k, t0+5, 0.9, false, Source{"predictions", 0, 1})
+	c.Remember("p", "", k, t0+5, 0.9, false, Source{"predictions", 0, 1})
 	c.AddLabel("p", 1, t0, Source{"labels", 0, 0})
 	other(c, 0)
 	c.AddPrediction("p", k, t0+5, &Prediction{Score: 0.9}, Source{"predictions", 0, 1})

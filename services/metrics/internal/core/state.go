@@ -92,6 +92,10 @@ type Feature struct {
 // Prediction is the part of a logged prediction the aggregate needs.
 // Feature names are unique within a prediction.
 type Prediction struct {
+	// Parent is, for a shadow prediction, the id of the prediction
+	// returned to the caller: labels carry that id, and count for the
+	// shadow prediction too.
+	Parent    string
 	Failed    bool
 	LatencyMs float64
 	Score     float64

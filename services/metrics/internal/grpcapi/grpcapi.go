@@ -4,6 +4,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"math"
 	"sort"
 	"time"
 
@@ -21,25 +22,33 @@ const DefaultRange = time.Hour
 // DefaultMaxRows bounds the rows one GetModelHealth answers.
 const DefaultMaxRows = 50_000
 
+// Models tells which models the model repository holds.
+type Models interface {
+	// Known reports whether the repository holds the model.
+	Known(model string) bool
+}
+
 // Server is the MetricsService.
 type Server struct {
 	metricsv1.UnimplementedMetricsServiceServer
 	reader  core.RowReader
 	catalog core.Catalog
+	models  Models
 	now     func() time.Time
 	maxRows int
 }
 
 // New serves reader's rows; catalog gives the baselines the merged total's
-// drift is computed against.
-func New(reader core.RowReader, catalog core.Catalog, now func() time.Time, maxRows int) *Server {
+// drift is computed against; models (nil for no repository) tells a model
+// without traffic yet from one that does not exist.
+func New(reader core.RowReader, catalog core.Catalog, models Models, now func() time.Time, maxRows int) *Server {
 	if now == nil {
 		now = time.Now
 	}
 	if maxRows <= 0 {
 		maxRows = DefaultMaxRows
 	}
-	return &Server{reader: reader, catalog: catalog, now: now, maxRows: maxRows}
+	return &Server{reader: reader, catalog: catalog, models: models, now: now, maxRows: maxRows}
 }
 
 func (s *Server) timeRange(start, end *timestamppb.Timestamp) (int64, int64, error) {
@@ -101,6 +110,11 @@ func (s *Server) GetModelHealth(ctx context.Context, req *metricsv1.GetModelHeal
 	if len(rows) > s.maxRows {
 		return nil, status.Errorf(codes.ResourceExhausted, "more than %d minute rows in the range: narrow start_time/end_time or name a version and variant", s.maxRows)
 	}
+	if len(rows) == 0 {
+		if err := s.exists(ctx, req.GetModel()); err != nil {
+			return nil, err
+		}
+	}
 	resp := &metricsv1.GetModelHealthResponse{Minutes: make([]*metricsv1.ModelMinute, len(rows))}
 	for i, r := range rows {
 		resp.Minutes[i] = toProto(r)
@@ -115,6 +129,24 @@ func (s *Server) GetModelHealth(ctx context.Context, req *metricsv1.GetModelHeal
 	total.Minute = from
 	resp.Total = toProto(total)
 	return resp, nil
+}
+
+// exists answers NotFound for a model that is neither in the model
+// repository nor has metrics at any time (as the modelserver answers for
+// it); a model of the repository without traffic yet, or one with metrics
+// that left the repository, exists. Asked only when the range has no rows.
+func (s *Server) exists(ctx context.Context, model string) error {
+	if s.models != nil && s.models.Known(model) {
+		return nil
+	}
+	rows, err := s.reader.Minutes(ctx, core.Query{Model: model, FromMs: 0, ToMs: math.MaxInt64, Limit: 1})
+	if err != nil {
+		return storeError(ctx, "read model minutes", err)
+	}
+	if len(rows) == 0 {
+		return status.Errorf(codes.NotFound, "model %q is not in the model repository and has no metrics", model)
+	}
+	return nil
 }
 
 func singleVersion(rows []core.Row) (string, bool) {

@@ -255,6 +255,7 @@ const (
 	fError
 	fTrace
 	fTime
+	fParent
 )
 
 // fieldBit names a record's key (0: unknown); a switch on the string
@@ -289,6 +290,8 @@ func fieldBit(key []byte) int {
 		return fTrace
 	case "ts_ms":
 		return fTime
+	case "parent_id":
+		return fParent
 	}
 	return 0
 }
@@ -305,7 +308,7 @@ func (d *decoder) fast(b []byte) bool {
 		}
 		seen |= bit
 		switch bit {
-		case fID, fModel, fVersion, fVariant, fRole, fError, fTrace:
+		case fID, fModel, fVersion, fVariant, fRole, fError, fTrace, fParent:
 			v, ok := s.str()
 			if !ok {
 				return false
@@ -313,6 +316,8 @@ func (d *decoder) fast(b []byte) bool {
 			switch bit {
 			case fID:
 				p.PredictionID = string(v)
+			case fParent:
+				p.ParentID = string(v)
 			case fModel:
 				p.Model = d.strAt(0, v)
 			case fVersion:

@@ -159,7 +159,7 @@ func Convert(p *predlog.Prediction) (core.Key, core.Prediction) {
 func convert(p *predlog.Prediction, feats []core.Feature) (core.Key, core.Prediction) {
 	k := core.Key{ModelKey: core.ModelKey{Model: p.Model, Version: p.Version, Variant: p.Variant}, Minute: core.MinuteOf(p.TimeMs)}
 	return k, core.Prediction{
-		Failed: p.Error != "", LatencyMs: p.LatencyMs, Score: p.Score,
+		Parent: p.ParentID, Failed: p.Error != "", LatencyMs: p.LatencyMs, Score: p.Score,
 		Features: feats, Defaulted: p.Defaulted,
 	}
 }
@@ -254,7 +254,7 @@ func (h *Handler) Rebuild(ctx context.Context, brokers []string, since time.Time
 		}
 		k, _ := convert(&p, nil)
 		h.mu.Lock()
-		h.agg.Remember(p.PredictionID, k, p.TimeMs, p.Score, p.Error != "", core.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		h.agg.Remember(p.PredictionID, p.ParentID, k, p.TimeMs, p.Score, p.Error != "", core.Source{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		h.mu.Unlock()
 		preds++
 	})

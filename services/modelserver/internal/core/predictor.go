@@ -267,7 +267,11 @@ func (p *Predictor) Predict(ctx context.Context, req *Request) ([]Prediction, er
 			} else {
 				pr.Outputs, pr.Defaulted, used = outputs(t.entry.Config, res.scores[i]), res.defaulted[i], res.used[i]
 			}
-			logs = append(logs, p.record(ctx, &pr, t.role, req.Rows[i].EntityKeys, used, errMsg))
+			rec := p.record(ctx, &pr, t.role, req.Rows[i].EntityKeys, used, errMsg)
+			// A shadow prediction is never returned: labels carry the id
+			// of the row's served prediction, which it names as its parent.
+			rec.ParentID = out[i].ID
+			logs = append(logs, rec)
 		}
 	}
 	elapsed := p.opts.Clock().Sub(start)

@@ -38,6 +38,16 @@ func New(dir string, log *slog.Logger) *Repo {
 	return &Repo{dir: dir, log: log, cache: map[[2]string]core.ModelInfo{}}
 }
 
+// Known reports whether the repository holds model (a directory
+// <dir>/<model>); with no repository it knows none.
+func (r *Repo) Known(model string) bool {
+	if r.dir == "" || model == "" || !filepath.IsLocal(model) || filepath.Base(model) != model {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(r.dir, model))
+	return err == nil && fi.IsDir()
+}
+
 // config is the part of a model's config.yaml the metrics read.
 type config struct {
 	Threshold *float64 `yaml:"threshold"`
