@@ -227,9 +227,6 @@ type Deps struct {
 	Log *slog.Logger
 	// Now is the clock requests are answered at; time.Now when nil.
 	Now func() time.Time
-	// WrapStore, when set, wraps the opened store before anything uses it
-	// (tests hold reads at a gate to fill the server with requests).
-	WrapStore func(TileStore) TileStore
 }
 
 // Service is a built, not yet running, featureserver.
@@ -273,9 +270,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	store, err := openStore(ctx, cfg, now, log)
 	if err != nil {
 		return nil, err
-	}
-	if deps.WrapStore != nil {
-		store = wrapStore(store, deps.WrapStore)
 	}
 	// The feature service's codec sends answers already in wire form.
 	base, err := service.New(ctx, Name, cfg.Common, true, log, grpcapi.ServerOptions()...)
