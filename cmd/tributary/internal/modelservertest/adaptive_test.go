@@ -15,8 +15,8 @@ import (
 	metricsv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/metrics/v1"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
-	"github.com/tributary-ml/tributary/services/modelserver"
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
+	"github.com/tributary-ml/tributary/services/modelserver"
 )
 
 // labeledSet is predictions of one model version with their labels: pos

@@ -30,8 +30,8 @@ import (
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
-	"github.com/tributary-ml/tributary/services/modelserver"
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
+	"github.com/tributary-ml/tributary/services/modelserver"
 )
 
 // weights of testdata/models/fraud_lr/2, the version served by default.

@@ -14,8 +14,8 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
-	"github.com/tributary-ml/tributary/services/modelserver"
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
+	"github.com/tributary-ml/tributary/services/modelserver"
 )
 
 func TestPredictBatchSplitsRowsLikePredict(t *testing.T) {
