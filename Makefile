@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES := proto/gen/go libs services/ingest services/featurizer services/featureserver services/modelserver services/metrics services/offline cmd/tributary
+MODULES := proto/gen/go libs services/ingest services/featurizer services/featureserver services/modelserver services/metrics services/offline cmd/tributary tools/layering
 BIN     := $(CURDIR)/bin
 TOOLS   := $(CURDIR)/bin/tools
 export PATH := $(TOOLS):$(PATH)
@@ -72,10 +72,11 @@ proto-check: proto ## fail when the committed generated code is stale
 	@test -z "$$(git status --porcelain -- proto/gen/go)" || { echo "proto/gen/go has untracked generated files: run 'make proto' and commit"; exit 1; }
 
 .PHONY: lint
-lint: tools ## gofmt, go vet on every module, each module builds alone, buf lint
+lint: tools ## gofmt, go vet on every module, each module builds alone, the import layering (tools/layering), buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
 	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off go build ./...) || { echo "$$m does not build alone (GOWORK=off)"; exit 1; }; done
+	cd tools/layering && go run . -root ../..
 	cd proto && buf lint
 
 .PHONY: tidy

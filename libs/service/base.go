@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -27,7 +29,22 @@ type Base struct {
 
 	adminLis net.Listener
 	grpcLis  net.Listener
+
+	// state is built, running or closed: whichever of Run and Close comes
+	// first owns the release of what New and the service acquired.
+	state   atomic.Int32
+	mu      sync.Mutex
+	release []func() error
 }
+
+const (
+	stateBuilt int32 = iota
+	stateRunning
+	stateClosed
+)
+
+// ErrClosed is returned by Run on a service that was closed before it ran.
+var ErrClosed = errors.New("service closed before it ran")
 
 // New builds the base of service name from the shared flags. log may be
 // nil; opts go to the gRPC server (with withGRPC).
@@ -59,11 +76,40 @@ func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *
 	return b, nil
 }
 
-// Close releases what New acquired (listeners, telemetry) for a service
-// whose construction failed after New; a service that runs releases them
-// in Run instead.
-func (b *Base) Close() error {
+// OnRelease registers a resource of the service (a store, a producer, a
+// client connection) to release when the service stops: after Run's
+// servers and workers finished, or by Close when the service never runs.
+// Resources are released in reverse order of registration.
+func (b *Base) OnRelease(release func() error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.release = append(b.release, release)
+}
+
+// releaseAll runs the registered releases, last registered first.
+func (b *Base) releaseAll() error {
+	b.mu.Lock()
+	rs := b.release
+	b.release = nil
+	b.mu.Unlock()
 	var errs []error
+	for i := len(rs) - 1; i >= 0; i-- {
+		if err := rs[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close releases a service that was built but will not run: the
+// resources registered with OnRelease, the listeners and telemetry. It is
+// safe to call at any time and more than once; once Run started, Run owns
+// the release and Close does nothing.
+func (b *Base) Close() error {
+	if !b.state.CompareAndSwap(stateBuilt, stateClosed) {
+		return nil
+	}
+	errs := []error{b.releaseAll()}
 	if b.GRPC != nil {
 		b.GRPC.Server.Stop() // its stream workers run from construction
 	}
@@ -97,8 +143,12 @@ func (b *Base) GRPCAddr() string {
 // one of them fails. The service is ready once everything started (and its
 // readiness checks pass); when ctx ends it is marked not ready first, then
 // servers drain and workers finish (flushing producers and committing
-// offsets), then telemetry is flushed.
+// offsets), then the resources registered with OnRelease are released and
+// telemetry is flushed. Run on a closed service returns ErrClosed.
 func (b *Base) Run(ctx context.Context, workers ...func(context.Context) error) error {
+	if !b.state.CompareAndSwap(stateBuilt, stateRunning) {
+		return ErrClosed
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Admin.Serve(gctx, b.adminLis) })
 	if b.GRPC != nil {
@@ -120,6 +170,9 @@ func (b *Base) Run(ctx context.Context, workers ...func(context.Context) error) 
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		err = nil
+	}
+	if rerr := b.releaseAll(); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancel()

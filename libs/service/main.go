@@ -49,9 +49,12 @@ func Main(args []string, stderr io.Writer, cmd Command) int {
 	return 0
 }
 
-// Runner is a built service, ready to run until its context ends.
+// Runner is a built service, ready to run until its context ends. Close
+// releases it when it will not run (safe to call at any time; after Run
+// started it does nothing, Run releases what the service holds).
 type Runner interface {
 	Run(ctx context.Context) error
+	Close() error
 }
 
 // NewCommand makes the command line of a service: register adds its flags to

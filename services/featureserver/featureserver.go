@@ -227,9 +227,6 @@ type Deps struct {
 	Log *slog.Logger
 	// Now is the clock requests are answered at; time.Now when nil.
 	Now func() time.Time
-	// WrapStore, when set, wraps the opened store before anything uses it
-	// (tests hold reads at a gate to fill the server with requests).
-	WrapStore func(TileStore) TileStore
 }
 
 // Service is a built, not yet running, featureserver.
@@ -274,9 +271,6 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if deps.WrapStore != nil {
-		store = wrapStore(store, deps.WrapStore)
-	}
 	// The feature service's codec sends answers already in wire form.
 	base, err := service.New(ctx, Name, cfg.Common, true, log, grpcapi.ServerOptions()...)
 	if err != nil {
@@ -290,6 +284,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, errors.Join(err, store.Close(), base.Close())
 	}
+	// Closed when Run's consumer committed its last offsets, or by Close.
+	base.OnRelease(func() error {
+		if err := store.Close(); err != nil {
+			return fmt.Errorf("close store: %w", err)
+		}
+		return nil
+	})
 	grpcapi.New(online, catalog, cfg.MaxRequestBytes).Register(base.GRPC.Server)
 	base.Admin.AddCheck("feature-views", watcher.Err)
 	if cfg.Pprof {
@@ -319,14 +320,14 @@ func (s *Service) GRPCAddr() string { return s.base.GRPCAddr() }
 // Run runs the service until ctx ends, then closes the store after the
 // consumer committed its last offsets.
 func (s *Service) Run(ctx context.Context) error {
-	err := s.base.Run(ctx, s.consume, func(ctx context.Context) error {
+	return s.base.Run(ctx, s.consume, func(ctx context.Context) error {
 		return s.watcher.Run(ctx, s.cfg.ReloadInterval)
 	})
-	if cerr := s.store.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close store: %w", cerr))
-	}
-	return err
 }
+
+// Close releases a service that will not run: its store and listeners.
+// After Run started it does nothing.
+func (s *Service) Close() error { return s.base.Close() }
 
 // consume writes tiles from features.tiles to the store until ctx ends.
 func (s *Service) consume(ctx context.Context) error {

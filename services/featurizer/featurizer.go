@@ -165,6 +165,10 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.base.Run(ctx, s.stream)
 }
 
+// Close releases a service that will not run (its listener). After Run
+// started it does nothing.
+func (s *Service) Close() error { return s.base.Close() }
+
 // stream creates the topics and runs both stages until ctx ends: the
 // source stage (a consumer group on the source topics routing row changes
 // to the repartition topic by entity) and the aggregation stage (a

@@ -222,6 +222,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	if err != nil {
 		return nil, err
 	}
+	base.OnRelease(func() error {
+		// A producer that cannot flush at shutdown is not a failed run: what
+		// Kafka did not acknowledge is captured again from the slot.
+		if err := a.Close(); err != nil {
+			base.Log.Warn("close kafka producer", "err", err)
+		}
+		return nil
+	})
 	base.Admin.AddCheck("postgres", a.PostgresReady)
 	base.Admin.AddCheck("kafka", a.KafkaReady)
 	return &Service{base: base, cfg: cfg, app: a}, nil
@@ -234,6 +242,10 @@ func (s *Service) AdminAddr() string { return s.base.AdminAddr() }
 func (s *Service) Run(ctx context.Context) error {
 	return s.base.Run(ctx, s.app.Run)
 }
+
+// Close releases a service that will not run: its Kafka producer and
+// listener. After Run started it does nothing.
+func (s *Service) Close() error { return s.base.Close() }
 
 // Command is the service as a command line (binary and `tributary ingest`).
 func Command() service.Command {

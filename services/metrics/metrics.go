@@ -248,6 +248,10 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.base.Run(ctx, s.consume, s.alerter.Run)
 }
 
+// Close releases a service that will not run (its listeners). After Run
+// started it does nothing.
+func (s *Service) Close() error { return s.base.Close() }
+
 // consume creates missing topics, restores the published rows, then folds
 // predictions and labels until ctx ends.
 func (s *Service) consume(ctx context.Context) error {

@@ -156,8 +156,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{base: base, cfg: cfg}
+	// After the servers drained (the prediction log flushed), or by Close.
+	base.OnRelease(s.close)
 	if err := s.build(ctx, deps); err != nil {
-		return nil, errors.Join(err, s.close(), base.Close())
+		return nil, errors.Join(err, base.Close())
 	}
 	return s, nil
 }
@@ -294,9 +296,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.tuner != nil {
 		workers = append(workers, func(ctx context.Context) error { return s.tuner.Run(ctx, s.cfg.EnsembleRefresh) })
 	}
-	err := s.base.Run(ctx, workers...)
-	return errors.Join(err, s.close())
+	return s.base.Run(ctx, workers...)
 }
+
+// Close releases a service that will not run: its connections, producer,
+// model repository and listeners. After Run started it does nothing.
+func (s *Service) Close() error { return s.base.Close() }
 
 func (s *Service) close() error {
 	var errs []error

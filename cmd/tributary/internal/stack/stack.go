@@ -5,11 +5,13 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -27,6 +29,9 @@ type Config struct {
 	// FreePorts binds every listener (Kafka included) to a free port instead
 	// of the defaults of DESIGN.md §4, for tests.
 	FreePorts bool
+	// Addrs overrides listen addresses, keyed "<service>.admin-addr" or
+	// "<service>.grpc-addr" (for example "ingest.admin-addr").
+	Addrs map[string]string
 	// DataDir holds the embedded stores and the broker's log.
 	DataDir string
 	// PostgresDSN is the database ingest captures; empty runs without CDC.
@@ -51,6 +56,9 @@ type Stack struct {
 	Featureserver *featureserver.Service
 	Modelserver   *modelserver.Service
 	Metrics       *metrics.Service
+
+	// released is set by the first of Run and Close: the one that releases.
+	released atomic.Bool
 }
 
 // Start starts the broker and builds every service (binding their ports).
@@ -75,10 +83,17 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			broker.Close()
+			// The services built so far never run: release their listeners
+			// and stores, then stop the broker they were given.
+			if cerr := s.Close(); cerr != nil {
+				log.Warn("release the services built before the failure", "err", cerr)
+			}
 		}
 	}()
-	addr := func(def string) string {
+	addrOf := func(svc, flag, def string) string {
+		if a, ok := cfg.Addrs[svc+"."+flag]; ok {
+			return a
+		}
 		if cfg.FreePorts {
 			return "127.0.0.1:0"
 		}
@@ -88,7 +103,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fs := featureserver.DefaultConfig()
 	fs.Common.KafkaBrokers, fs.Common.LogLevel = broker.Addr(), cfg.LogLevel
-	fs.Common.AdminAddr, fs.Common.GRPCAddr = addr(fs.Common.AdminAddr), addr(fs.Common.GRPCAddr)
+	fs.Common.AdminAddr = addrOf("featureserver", "admin-addr", fs.Common.AdminAddr)
+	fs.Common.GRPCAddr = addrOf("featureserver", "grpc-addr", fs.Common.GRPCAddr)
 	fs.Features, fs.DataDir = cfg.FeaturesDir, filepath.Join(cfg.DataDir, "featureserver")
 	if s.Featureserver, err = featureserver.New(ctx, fs, featureserver.Deps{Log: svcLog("featureserver")}); err != nil {
 		return nil, fmt.Errorf("featureserver: %w", err)
@@ -96,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fz := featurizer.DefaultConfig()
 	fz.Common.KafkaBrokers, fz.Common.LogLevel = broker.Addr(), cfg.LogLevel
-	fz.Common.AdminAddr = addr(fz.Common.AdminAddr)
+	fz.Common.AdminAddr = addrOf("featurizer", "admin-addr", fz.Common.AdminAddr)
 	fz.Features = cfg.FeaturesDir
 	if s.Featurizer, err = featurizer.New(ctx, fz, featurizer.Deps{Log: svcLog("featurizer")}); err != nil {
 		return nil, fmt.Errorf("featurizer: %w", err)
@@ -104,7 +120,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	mt := metrics.DefaultConfig()
 	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
-	mt.Common.AdminAddr, mt.Common.GRPCAddr = addr(mt.Common.AdminAddr), addr(mt.Common.GRPCAddr)
+	mt.Common.AdminAddr = addrOf("metrics", "admin-addr", mt.Common.AdminAddr)
+	mt.Common.GRPCAddr = addrOf("metrics", "grpc-addr", mt.Common.GRPCAddr)
 	mt.Models = cfg.ModelsDir
 	if s.Metrics, err = metrics.New(ctx, mt, metrics.Deps{Log: svcLog("metrics")}); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -112,7 +129,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	ms := modelserver.DefaultConfig()
 	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
-	ms.Common.AdminAddr, ms.Common.GRPCAddr = addr(ms.Common.AdminAddr), addr(ms.Common.GRPCAddr)
+	ms.Common.AdminAddr = addrOf("modelserver", "admin-addr", ms.Common.AdminAddr)
+	ms.Common.GRPCAddr = addrOf("modelserver", "grpc-addr", ms.Common.GRPCAddr)
 	ms.Models, ms.FeatureserverAddr, ms.MetricsAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr(), s.Metrics.GRPCAddr()
 	if s.Modelserver, err = modelserver.New(ctx, ms, modelserver.Deps{Log: svcLog("modelserver")}); err != nil {
 		return nil, fmt.Errorf("modelserver: %w", err)
@@ -121,7 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.PostgresDSN != "" {
 		in := ingest.DefaultConfig()
 		in.Common.KafkaBrokers, in.Common.LogLevel = broker.Addr(), cfg.LogLevel
-		in.Common.AdminAddr = addr(in.Common.AdminAddr)
+		in.Common.AdminAddr = addrOf("ingest", "admin-addr", in.Common.AdminAddr)
 		in.PostgresDSN = cfg.PostgresDSN
 		if cfg.Tables != "" {
 			in.Tables = cfg.Tables
@@ -154,8 +172,39 @@ func (s *Stack) AdminAddrs() map[string]string {
 	return m
 }
 
+// Close releases a stack that will not run: every service built (their
+// listeners, stores and clients) and the broker. After Run started it does
+// nothing: Run releases everything when it returns.
+func (s *Stack) Close() error {
+	if !s.released.CompareAndSwap(false, true) {
+		return nil
+	}
+	var errs []error
+	// Reverse build order: the modelserver holds connections to the others.
+	if s.Ingest != nil {
+		errs = append(errs, s.Ingest.Close())
+	}
+	if s.Modelserver != nil {
+		errs = append(errs, s.Modelserver.Close())
+	}
+	if s.Metrics != nil {
+		errs = append(errs, s.Metrics.Close())
+	}
+	if s.Featurizer != nil {
+		errs = append(errs, s.Featurizer.Close())
+	}
+	if s.Featureserver != nil {
+		errs = append(errs, s.Featureserver.Close())
+	}
+	s.Kafka.Close()
+	return errors.Join(errs...)
+}
+
 // Run runs every service until ctx ends or one fails, then stops the broker.
 func (s *Stack) Run(ctx context.Context) error {
+	if !s.released.CompareAndSwap(false, true) {
+		return errors.New("stack closed before it ran")
+	}
 	defer s.Kafka.Close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Featureserver.Run(gctx) })

@@ -105,6 +105,13 @@ type env struct {
 // entities of the wide view (closed when the test ends).
 func newOnline(tb testing.TB, entities int, limits core.Limits) (*featurespec.View, *core.Catalog, *core.Online) {
 	tb.Helper()
+	return newOnlineWith(tb, entities, limits, nil)
+}
+
+// newOnlineWith is newOnline with the read path's store wrapped by wrap
+// (when not nil), after seeding.
+func newOnlineWith(tb testing.TB, entities int, limits core.Limits, wrap func(core.TileStore) core.TileStore) (*featurespec.View, *core.Catalog, *core.Online) {
+	tb.Helper()
 	v, err := featurespec.Parse("wide.yaml", []byte(wideView()))
 	if err != nil {
 		tb.Fatal(err)
@@ -121,7 +128,11 @@ func newOnline(tb testing.TB, entities int, limits core.Limits) (*featurespec.Vi
 	})
 	seed(tb, st, v, entities)
 	cat := core.NewCatalog([]*featurespec.View{v})
-	on, err := core.NewOnline(st, cat, clk, limits)
+	var read core.TileStore = st
+	if wrap != nil {
+		read = wrap(st)
+	}
+	on, err := core.NewOnline(read, cat, clk, limits)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -130,7 +141,13 @@ func newOnline(tb testing.TB, entities int, limits core.Limits) (*featurespec.Vi
 
 func serve(tb testing.TB, entities int, limits core.Limits) *env {
 	tb.Helper()
-	v, cat, on := newOnline(tb, entities, limits)
+	return serveWith(tb, entities, limits, nil)
+}
+
+// serveWith is serve with the store wrapped by wrap (see newOnlineWith).
+func serveWith(tb testing.TB, entities int, limits core.Limits, wrap func(core.TileStore) core.TileStore) *env {
+	tb.Helper()
+	v, cat, on := newOnlineWith(tb, entities, limits, wrap)
 	srv := grpc.NewServer(grpcapi.ServerOptions()...)
 	grpcapi.New(on, cat, 0).Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
@@ -128,5 +127,5 @@ func TestMain(m *testing.M) {
 	if testutil.ServeChildBroker() {
 		return
 	}
-	os.Exit(m.Run())
+	testutil.VerifyNoLeaks(m)
 }

@@ -171,13 +171,17 @@ func (a *App) setPG(err error) {
 	a.mu.Unlock()
 }
 
+// Close closes the Kafka producer; the service calls it once Run returned
+// (or instead of Run).
+func (a *App) Close() error {
+	if err := a.producer.Close(); err != nil {
+		return fmt.Errorf("close kafka producer: %w", err)
+	}
+	return nil
+}
+
 // Run runs sessions until ctx ends, restarting failed ones with backoff.
 func (a *App) Run(ctx context.Context) error {
-	defer func() {
-		if err := a.producer.Close(); err != nil {
-			a.log.Warn("close kafka producer", "err", err)
-		}
-	}()
 	backoff := 200 * time.Millisecond
 	for {
 		started := time.Now()

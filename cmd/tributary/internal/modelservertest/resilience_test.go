@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 	"github.com/tributary-ml/tributary/libs/testutil"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
+	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/peertest"
 )
 
 func TestPredictBatchSplitsRowsLikePredict(t *testing.T) {
-	e := startRepo(t, "internal/testdata/experiments", nil)
+	e := startRepo(t, "testdata/experiments", nil)
 	ctx := testutil.Context(t, 20*time.Second)
 	var rows []*servingv1.PredictBatchRequest_Row
 	for i := range 60 {
@@ -53,7 +53,7 @@ func TestShutdownFlushesThePredictionLog(t *testing.T) {
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr, cfg.Common.GRPCAddr, cfg.Common.LogLevel, cfg.Common.KafkaBrokers = "127.0.0.1:0", "127.0.0.1:0", "warn", broker
 	peer := peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: broker})
-	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "internal/testdata/models"), peer.Addr(), 0
+	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "testdata/models"), peer.Addr(), 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := modelserver.New(ctx, cfg, modelserver.Deps{})
@@ -157,10 +157,10 @@ func dialService(t *testing.T, addr string) *grpc.ClientConn {
 func TestShutdownLogsRequestsStillInFlight(t *testing.T) {
 	broker := testutil.Kafka(t, 1)
 	peer := peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: broker})
-	peer.Store().Hold() // fraud_xgb waits up to 2s for features
+	peer.Link().Hold() // fraud_xgb waits up to 2s for features
 	cfg := modelserver.DefaultConfig()
 	cfg.Common.AdminAddr, cfg.Common.GRPCAddr, cfg.Common.LogLevel, cfg.Common.KafkaBrokers = "127.0.0.1:0", "127.0.0.1:0", "warn", broker
-	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "internal/testdata/experiments"), peer.Addr(), 0
+	cfg.Models, cfg.FeatureserverAddr, cfg.ModelsPollInterval = copyRepo(t, "testdata/experiments"), peer.Addr(), 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := modelserver.New(ctx, cfg, modelserver.Deps{})
@@ -180,10 +180,10 @@ func TestShutdownLogsRequestsStillInFlight(t *testing.T) {
 		resp, err := client.Predict(rctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u1"}})
 		got <- answer{resp.GetPredictionId(), err}
 	}()
-	peer.Store().WaitHeld(t, 10*time.Second)
+	peer.Link().WaitHeld(t, 10*time.Second)
 	cancel()
 	// The features arrive while the service shuts down.
-	peer.Store().Release()
+	peer.Link().Release()
 	a := <-got
 	if a.err != nil {
 		t.Fatalf("in-flight request during shutdown: %v", a.err)

@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ func expectV1(count, sum, us, amount float64) float64 {
 }
 
 func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
-	e := startRepo(t, "internal/testdata/experiments", nil)
+	e := startRepo(t, "testdata/experiments", nil)
 	ctx := testutil.Context(t, 60*time.Second)
 	const users = 400
 	variants := map[string]string{}
@@ -122,7 +122,7 @@ func TestExperimentSplitsStickyPerEntityWithCanaryAndShadow(t *testing.T) {
 }
 
 func TestEnsemblesCombineMembersWithOneFetch(t *testing.T) {
-	e := startRepo(t, "internal/testdata/experiments", nil)
+	e := startRepo(t, "testdata/experiments", nil)
 	e.seedU1()
 	ctx := testutil.Context(t, 20*time.Second)
 	keys := map[string]string{"user_id": "u1"}
@@ -168,20 +168,20 @@ func TestEnsemblesCombineMembersWithOneFetch(t *testing.T) {
 }
 
 func TestOverloadIsResourceExhausted(t *testing.T) {
-	e := startRepo(t, "internal/testdata/experiments", func(c *modelserver.Config) { c.MaxConcurrent = 1 })
+	e := startRepo(t, "testdata/experiments", func(c *modelserver.Config) { c.MaxConcurrent = 1 })
 	ctx := testutil.Context(t, 20*time.Second)
-	e.peer.Store().Hold() // fraud_xgb waits up to 2s for features
+	e.peer.Link().Hold() // fraud_xgb waits up to 2s for features
 	slow := make(chan error, 1)
 	go func() {
 		_, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u1"}})
 		slow <- err
 	}()
-	e.peer.Store().WaitHeld(t, 5*time.Second)
+	e.peer.Link().WaitHeld(t, 5*time.Second)
 	_, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_xgb", EntityKeys: map[string]string{"user_id": "u2"}})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("second request while one is in flight with limit 1: %v, want ResourceExhausted", err)
 	}
-	e.peer.Store().Release()
+	e.peer.Link().Release()
 	if err := <-slow; err != nil {
 		t.Errorf("slow request: %v", err)
 	}

@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	metricsv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/metrics/v1"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
+	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/peertest"
 )
 
 // labeledSet is predictions of one model version with their labels: pos
@@ -98,7 +98,7 @@ func TestAdaptiveEnsembleWeightsFollowMemberQuality(t *testing.T) {
 	waitHealth(t, m, "fraud_lr", "2", 20, 0.9)
 	waitHealth(t, m, "fraud_lr", "", 40, 0.7)
 	waitHealth(t, m, "fraud_xgb", "", 20, 0.6)
-	repo := copyRepo(t, "internal/testdata/experiments")
+	repo := copyRepo(t, "testdata/experiments")
 	// fraud_adapt needs the 20 labels each member has; fraud_adapt_few
 	// asks for more and must keep its configured weights.
 	for name, minLabeled := range map[string]int{"fraud_adapt": 20, "fraud_adapt_few": 21} {

@@ -2,7 +2,9 @@
 // tests: the featureserver (fed tiles on features.tiles through an
 // embedded Kafka broker) and the metrics service (fed predictions and
 // labels). Tests talk to them over loopback gRPC exactly as the modelserver
-// does in production; nothing here answers in their place.
+// does in production; nothing here answers in their place. Between the
+// modelserver and the featureserver sits a Link, a forwarding hop that
+// records what is asked and can stall requests like a slow network.
 package peertest
 
 import (
@@ -13,7 +15,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,7 @@ type Features struct {
 	svc     *featureserver.Service
 	brokers string
 	views   map[string]*featurespec.View
-	store   *Store
+	link    *Link
 	client  featuresv1.FeatureServiceClient
 	prod    *kafka.Producer
 
@@ -71,8 +72,8 @@ type staged struct {
 	want *featuresv1.Value
 }
 
-// StartFeatures runs a featureserver with an embedded store behind a Store
-// that can hold reads, and returns once it serves gRPC.
+// StartFeatures runs a featureserver with an embedded store behind a Link
+// that can hold requests, and returns once it serves gRPC.
 func StartFeatures(t testing.TB, opts FeaturesOptions) *Features {
 	t.Helper()
 	if opts.Brokers == "" {
@@ -94,18 +95,12 @@ func StartFeatures(t testing.TB, opts FeaturesOptions) *Features {
 	cfg.DataDir = t.TempDir()
 	cfg.FlushInterval = 10 * time.Millisecond
 	cfg.TilesPartitions = 1
-	f := &Features{brokers: opts.Brokers, views: map[string]*featurespec.View{}, store: newStore(), tiles: map[string]*tiles.Tile{}}
+	f := &Features{brokers: opts.Brokers, views: map[string]*featurespec.View{}, tiles: map[string]*tiles.Tile{}}
 	for _, v := range views {
 		f.views[v.Name] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := featureserver.New(ctx, cfg, featureserver.Deps{
-		Now: func() time.Time { return Now },
-		WrapStore: func(s featureserver.TileStore) featureserver.TileStore {
-			f.store.TileStore = s
-			return f.store
-		},
-	})
+	svc, err := featureserver.New(ctx, cfg, featureserver.Deps{Now: func() time.Time { return Now }})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -114,7 +109,6 @@ func StartFeatures(t testing.TB, opts FeaturesOptions) *Features {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() {
-		f.store.Release() // held reads end before the server drains
 		cancel()
 		select {
 		case err := <-done:
@@ -131,6 +125,7 @@ func StartFeatures(t testing.TB, opts FeaturesOptions) *Features {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	f.client = featuresv1.NewFeatureServiceClient(conn)
+	f.link = startLink(t, conn, f.views)
 	f.prod, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: []string{opts.Brokers}, Topic: tiles.Topic})
 	if err != nil {
 		t.Fatal(err)
@@ -143,11 +138,17 @@ func StartFeatures(t testing.TB, opts FeaturesOptions) *Features {
 	return f
 }
 
-// Addr is the featureserver's gRPC address.
-func (f *Features) Addr() string { return f.svc.GRPCAddr() }
+// Addr is the address the modelserver dials: the Link in front of the
+// featureserver.
+func (f *Features) Addr() string { return f.link.Addr() }
 
-// Store is the store wrapper, to hold reads and see which were made.
-func (f *Features) Store() *Store { return f.store }
+// ServerAddr is the featureserver's own gRPC address, without the Link
+// (for benchmarks, which should not pay the extra hop).
+func (f *Features) ServerAddr() string { return f.svc.GRPCAddr() }
+
+// Link is the hop in front of the featureserver, to hold requests and see
+// which features were read.
+func (f *Features) Link() *Link { return f.link }
 
 // Set stages a value for ref ("view:feature") of the entity whose join
 // keys are keys ("user_id", "u1", ...): the tile that makes the feature
@@ -273,8 +274,6 @@ func (f *Features) Sync(t testing.TB) {
 	if len(want) == 0 {
 		return
 	}
-	// The reads Sync makes are not the caller's.
-	defer f.store.ResetReads()
 	ctx := testutil.Context(t, 30*time.Second)
 	if err := f.prod.Write(ctx, msgs...); err != nil {
 		t.Fatalf("peertest: produce %d tiles: %v", len(msgs), err)
@@ -345,87 +344,4 @@ func (f *Features) Calls(t testing.TB) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return int64(n) - f.own
-}
-
-// Store wraps the featureserver's store: it records which (view, entity)
-// pairs were read and can hold reads until released (a slow store).
-type Store struct {
-	featureserver.TileStore
-
-	mu      sync.Mutex
-	reads   map[string]int
-	gate    chan struct{} // nil: reads pass
-	entered chan struct{}
-}
-
-func newStore() *Store {
-	return &Store{reads: map[string]int{}, entered: make(chan struct{}, 1)}
-}
-
-// GetTiles records the read, waits while reads are held, then reads.
-func (s *Store) GetTiles(ctx context.Context, view, entity string, dst []*tiles.Tile) ([]*tiles.Tile, error) {
-	s.mu.Lock()
-	s.reads[view+"|"+entity]++
-	gate := s.gate
-	s.mu.Unlock()
-	if gate != nil {
-		select {
-		case s.entered <- struct{}{}:
-		default:
-		}
-		select {
-		case <-gate:
-		case <-ctx.Done():
-			return dst, ctx.Err()
-		}
-	}
-	return s.TileStore.GetTiles(ctx, view, entity, dst)
-}
-
-// Hold makes reads wait until Release (or until their request ends).
-func (s *Store) Hold() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gate == nil {
-		s.gate = make(chan struct{})
-	}
-}
-
-// Release lets held and later reads through.
-func (s *Store) Release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gate != nil {
-		close(s.gate)
-		s.gate = nil
-	}
-}
-
-// WaitHeld waits until a read is held in the store.
-func (s *Store) WaitHeld(t testing.TB, timeout time.Duration) {
-	t.Helper()
-	select {
-	case <-s.entered:
-	case <-time.After(timeout):
-		t.Fatalf("no featureserver read reached the held store within %s", timeout)
-	}
-}
-
-// Reads lists the (view|entity) pairs read since the last ResetReads, sorted.
-func (s *Store) Reads() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.reads))
-	for k := range s.reads {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// ResetReads forgets the reads recorded so far.
-func (s *Store) ResetReads() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.reads)
 }

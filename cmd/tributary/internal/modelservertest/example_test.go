@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"encoding/json"
@@ -20,7 +20,7 @@ import (
 // (examples/fraud/models) and checks the score against the artifact read
 // here with plain YAML and JSON decoding.
 func TestExampleFraudModelServes(t *testing.T) {
-	const repo = "../../examples/fraud/models"
+	const repo = "../../../../examples/fraud/models"
 	var cfg struct {
 		Inputs []struct {
 			Name, Feature, Source string
@@ -59,7 +59,7 @@ func TestExampleFraudModelServes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e := startWithViews(t, repo, "../../examples/fraud/features", nil)
+	e := startWithViews(t, repo, "../../../../examples/fraud/features", nil)
 	raw := map[string]float64{}
 	for i, in := range cfg.Inputs {
 		raw[in.Name] = float64(i + 2)
@@ -92,7 +92,7 @@ func TestExampleFraudModelServes(t *testing.T) {
 	if !near(resp.GetOutputs()["score"], want) || resp.GetVersion() != latest || len(resp.GetDefaultedFeatures()) != 0 {
 		t.Errorf("example fraud_lr: score %v version %s defaulted %v; want %v, %s, none", resp.GetOutputs()["score"], resp.GetVersion(), resp.GetDefaultedFeatures(), want, latest)
 	}
-	if calls, reads := e.peer.Calls(t), e.peer.Store().Reads(); calls != 1 || !slices.Contains(reads, "user_clicks|u7") {
+	if calls, reads := e.peer.Calls(t), e.peer.Link().Reads(); calls != 1 || !slices.Contains(reads, "user_clicks|u7") {
 		t.Errorf("feature fetch: %d calls, store reads %v", calls, reads)
 	}
 }

@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"context"
@@ -30,11 +30,11 @@ import (
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 	servingv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/serving/v1"
 
+	"github.com/tributary-ml/tributary/cmd/tributary/internal/peertest"
 	"github.com/tributary-ml/tributary/services/modelserver"
-	"github.com/tributary-ml/tributary/services/modelserver/internal/peertest"
 )
 
-// weights of internal/testdata/models/fraud_lr/2, the version served by default.
+// weights of testdata/models/fraud_lr/2, the version served by default.
 var v2 = struct{ count, sum, us, amount, bias float64 }{0.6, 0.1, -0.5, 0.7, -2.5}
 
 // expectV2 is the logistic score of version 2 computed from the model's definition.
@@ -64,7 +64,7 @@ func copyRepo(t testing.TB, src string) string {
 
 func start(t testing.TB, mod func(*modelserver.Config)) *env {
 	t.Helper()
-	return startRepo(t, "internal/testdata/models", mod)
+	return startRepo(t, "testdata/models", mod)
 }
 
 func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
@@ -77,6 +77,13 @@ func startRepo(t testing.TB, repo string, mod func(*modelserver.Config)) *env {
 // views when empty); both share one embedded Kafka broker unless mod
 // points the modelserver at another.
 func startWithViews(t testing.TB, repo, views string, mod func(*modelserver.Config)) *env {
+	t.Helper()
+	return startEnv(t, repo, views, false, mod)
+}
+
+// startEnv is startWithViews; direct makes the modelserver dial the
+// featureserver itself instead of the peer's Link (benchmarks: no extra hop).
+func startEnv(t testing.TB, repo, views string, direct bool, mod func(*modelserver.Config)) *env {
 	t.Helper()
 	e := &env{t: t}
 	e.dir = copyRepo(t, repo)
@@ -97,6 +104,9 @@ func startWithViews(t testing.TB, repo, views string, mod func(*modelserver.Conf
 	// featureserver off it.
 	e.peer = peertest.StartFeatures(t, peertest.FeaturesOptions{Brokers: e.kafka, Views: views})
 	cfg.FeatureserverAddr = e.peer.Addr()
+	if direct {
+		cfg.FeatureserverAddr = e.peer.ServerAddr()
+	}
 	svc, err := modelserver.New(context.Background(), cfg, modelserver.Deps{})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +194,7 @@ func TestPredictFetchesFeaturesOnceAndLogs(t *testing.T) {
 	if got := e.peer.Calls(t); got != 1 {
 		t.Errorf("featureserver calls = %d, want 1", got)
 	}
-	if got, want := e.peer.Store().Reads(), []string{"user_profile|u1", "user_transactions|u1"}; !slices.Equal(got, want) {
+	if got, want := e.peer.Link().Reads(), []string{"user_profile|u1", "user_transactions|u1"}; !slices.Equal(got, want) {
 		t.Errorf("featureserver read %v, want %v", got, want)
 	}
 
@@ -512,7 +522,7 @@ func TestBadRequestsGetTheRightCodes(t *testing.T) {
 func TestSlowFeatureServerTakesDefaults(t *testing.T) {
 	e := start(t, nil)
 	e.seedU1()
-	e.peer.Store().Hold() // reads wait far beyond the model's 50ms feature timeout
+	e.peer.Link().Hold() // reads wait far beyond the model's 50ms feature timeout
 	ctx := testutil.Context(t, 10*time.Second)
 	began := time.Now()
 	resp, err := e.serving().Predict(ctx, &servingv1.PredictRequest{Model: "fraud_lr", EntityKeys: map[string]string{"user_id": "u1"}, Features: amount(120)})
@@ -600,7 +610,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := modelserver.DefaultConfig()
 			cfg.Common.AdminAddr, cfg.Common.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-			cfg.Models = "internal/testdata/models"
+			cfg.Models = "testdata/models"
 			tc.mod(&cfg)
 			_, err := modelserver.New(context.Background(), cfg, modelserver.Deps{})
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

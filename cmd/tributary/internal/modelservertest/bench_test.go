@@ -1,4 +1,4 @@
-package modelserver_test
+package modelservertest_test
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func quantile(lat []time.Duration, q float64) float64 {
 // embedded Kafka broker. noop_p99_ms is a grpc.health.v1 Check on the same
 // server at the same rate, in the same run. Run with -benchtime=10000x.
 func BenchmarkPredictGBDTWithFeatureFetch(b *testing.B) {
-	e := startRepo(b, "internal/testdata/experiments", func(c *modelserver.Config) { c.Common.LogLevel = "error" })
+	e := startEnv(b, "testdata/experiments", "", true, func(c *modelserver.Config) { c.Common.LogLevel = "error" })
 	const users = 1000
 	for i := range users {
 		u := fmt.Sprint("u", i)
