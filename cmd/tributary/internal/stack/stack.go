@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
@@ -41,6 +42,11 @@ type Config struct {
 	ModelsDir   string
 	LogLevel    string
 	Log         *slog.Logger
+	// OTLPEndpoint (host:port) receives every service's traces and
+	// metrics over OTLP/gRPC; empty sends none.
+	OTLPEndpoint string
+	// SpanExporter receives every service's spans (tests).
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Stack is the started stack; Run runs it.
@@ -88,6 +94,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fs := featureserver.DefaultConfig()
 	fs.Common.KafkaBrokers, fs.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fs.Common.OTLPEndpoint, fs.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fs.Common.AdminAddr, fs.Common.GRPCAddr = addr(fs.Common.AdminAddr), addr(fs.Common.GRPCAddr)
 	fs.Features, fs.DataDir = cfg.FeaturesDir, filepath.Join(cfg.DataDir, "featureserver")
 	if s.Featureserver, err = featureserver.New(ctx, fs, featureserver.Deps{Log: svcLog("featureserver")}); err != nil {
@@ -96,6 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fz := featurizer.DefaultConfig()
 	fz.Common.KafkaBrokers, fz.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fz.Common.OTLPEndpoint, fz.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fz.Common.AdminAddr = addr(fz.Common.AdminAddr)
 	fz.Features = cfg.FeaturesDir
 	if s.Featurizer, err = featurizer.New(ctx, fz, featurizer.Deps{Log: svcLog("featurizer")}); err != nil {
@@ -104,6 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	mt := metrics.DefaultConfig()
 	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	mt.Common.OTLPEndpoint, mt.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	mt.Common.AdminAddr, mt.Common.GRPCAddr = addr(mt.Common.AdminAddr), addr(mt.Common.GRPCAddr)
 	mt.Models = cfg.ModelsDir
 	if s.Metrics, err = metrics.New(ctx, mt, metrics.Deps{Log: svcLog("metrics")}); err != nil {
@@ -112,6 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	ms := modelserver.DefaultConfig()
 	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	ms.Common.OTLPEndpoint, ms.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	ms.Common.AdminAddr, ms.Common.GRPCAddr = addr(ms.Common.AdminAddr), addr(ms.Common.GRPCAddr)
 	ms.Models, ms.FeatureserverAddr, ms.MetricsAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr(), s.Metrics.GRPCAddr()
 	if s.Modelserver, err = modelserver.New(ctx, ms, modelserver.Deps{Log: svcLog("modelserver")}); err != nil {
@@ -121,6 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.PostgresDSN != "" {
 		in := ingest.DefaultConfig()
 		in.Common.KafkaBrokers, in.Common.LogLevel = broker.Addr(), cfg.LogLevel
+		in.Common.OTLPEndpoint, in.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 		in.Common.AdminAddr = addr(in.Common.AdminAddr)
 		in.PostgresDSN = cfg.PostgresDSN
 		if cfg.Tables != "" {
