@@ -32,6 +32,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("sessions-per-second", demo.DefaultSessionsPerSecond, "demo workload: user sessions started per second (the example model was trained at the default)")
 	logLevel := fs.String("log-level", "error", "log level of the services: debug, info, warn or error (warn shows model-health alerts, which fire while the demo's windows fill up after a start)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
+	otlp := fs.String("otlp-endpoint", "", "send every service's traces and metrics to this OTLP gRPC endpoint (host:port), e.g. the OpenTelemetry collector of docker-compose.yml at 127.0.0.1:4317; empty sends none")
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -41,6 +42,12 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	if _, err := config.ParseLevel(*logLevel); err != nil {
 		fmt.Fprintf(stderr, "dev: log-level: %v\n", err)
 		return 2
+	}
+	if *otlp != "" {
+		if err := config.CheckAddr("otlp-endpoint", *otlp); err != nil {
+			fmt.Fprintf(stderr, "dev: %v\n", err)
+			return 2
+		}
 	}
 	if _, err := os.Stat(filepath.Join(*example, "features")); err != nil {
 		fmt.Fprintf(stderr, "dev: example: %v (run from the repository root, or pass --example)\n", err)
@@ -52,7 +59,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := runDev(ctx, devOptions{
 		dataDir: *dataDir, noDemo: *noDemo, example: *example, postgres: *postgres,
-		rate: *rate, logLevel: *logLevel, every: *every, log: log, out: stdout,
+		rate: *rate, logLevel: *logLevel, every: *every, log: log, out: stdout, otlp: *otlp,
 	}); err != nil {
 		fmt.Fprintf(stderr, "dev: %v\n", err)
 		return 1
@@ -61,12 +68,12 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 type devOptions struct {
-	dataDir, example, postgres, logLevel string
-	noDemo                               bool
-	rate                                 float64
-	every                                time.Duration
-	log                                  *slog.Logger
-	out                                  io.Writer
+	dataDir, example, postgres, logLevel, otlp string
+	noDemo                                     bool
+	rate                                       float64
+	every                                      time.Duration
+	log                                        *slog.Logger
+	out                                        io.Writer
 }
 
 func runDev(ctx context.Context, o devOptions) error {
@@ -99,12 +106,13 @@ func runDev(ctx context.Context, o devOptions) error {
 		}
 	}
 	st, err := stack.Start(ctx, stack.Config{
-		DataDir:     o.dataDir,
-		PostgresDSN: dsn,
-		FeaturesDir: filepath.Join(o.example, "features"),
-		ModelsDir:   filepath.Join(o.example, "models"),
-		LogLevel:    o.logLevel,
-		Log:         o.log,
+		DataDir:      o.dataDir,
+		PostgresDSN:  dsn,
+		FeaturesDir:  filepath.Join(o.example, "features"),
+		ModelsDir:    filepath.Join(o.example, "models"),
+		LogLevel:     o.logLevel,
+		Log:          o.log,
+		OTLPEndpoint: o.otlp,
 	})
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"strings"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // EnvPrefix starts every environment override.
@@ -56,6 +58,9 @@ type Common struct {
 	GRPCAddr     string
 	LogLevel     string
 	OTLPEndpoint string
+	// SpanExporter, not a flag, receives every span besides OTLP (tests
+	// pass sdk/trace/tracetest's in-memory exporter).
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Register adds the shared flags to fs with c's current values as defaults.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler processes records. Handle is called for each record in partition
@@ -37,8 +38,18 @@ type ConsumerConfig struct {
 	// carrying each record's trace (saves decoding the traceparent header
 	// of every record, for handlers that do not use it).
 	IgnoreTrace bool
-	Log         *slog.Logger
+	// Tracer, when set, makes a CONSUMER span "process <topic>" for each
+	// record whose trace is sampled (checked without decoding the
+	// header), handed to the handler in its context; the span ends when
+	// the flush that made the record's effect durable returned. Unsampled
+	// records cost no span.
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
+
+// maxOpenSpans bounds the process spans kept open until a flush; the
+// spans of records beyond it end when their Handle returns.
+const maxOpenSpans = 1024
 
 // Consumer reads a consumer group's share of topics from the earliest
 // uncommitted offset and commits only after the handler flushed.
@@ -108,14 +119,27 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		n          int
 		lastCommit = time.Now()
 		lastRecord time.Time
+		// open are the process spans of sampled records handled since
+		// the last flush.
+		open []trace.Span
 	)
+	endOpen := func(err error) {
+		for _, s := range open {
+			EndSpan(s, err)
+		}
+		clear(open)
+		open = open[:0]
+	}
+	defer func() { endOpen(errors.New("consumer stopped before the record was flushed")) }()
 	commit := func(cctx context.Context) error {
 		if n == 0 {
 			return nil
 		}
 		if err := h.Flush(cctx); err != nil {
+			endOpen(err)
 			return fmt.Errorf("flush before commit: %w", err)
 		}
+		endOpen(nil)
 		if err := c.r.CommitMessages(cctx, last...); err != nil {
 			return fmt.Errorf("commit offsets: %w", err)
 		}
@@ -154,13 +178,25 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		switch {
 		case err == nil:
 			hctx := ctx
-			if !c.cfg.IgnoreTrace {
+			var span trace.Span
+			switch {
+			case c.cfg.Tracer != nil && Sampled(&m):
+				hctx, span = StartProcess(ctx, c.cfg.Tracer, &m, c.cfg.GroupID)
+			case !c.cfg.IgnoreTrace:
 				// A copy: the propagator keeps a pointer to the headers,
 				// which would move every record to the heap.
 				tm := m
 				hctx = ExtractTrace(ctx, &tm)
 			}
-			if herr := h.Handle(hctx, m); herr != nil {
+			herr := h.Handle(hctx, m)
+			if span != nil {
+				if herr != nil || len(open) >= maxOpenSpans {
+					EndSpan(span, herr)
+				} else {
+					open = append(open, span)
+				}
+			}
+			if herr != nil {
 				return fmt.Errorf("handle %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, herr)
 			}
 			c.track(&last, m)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -22,11 +23,17 @@ type ProducerConfig struct {
 	BatchTimeout time.Duration
 	// Balancer picks partitions; hash of the key by default, so one key stays in order.
 	Balancer kafkago.Balancer
+	// Tracer, when set, makes a PRODUCER span "send <topic>" for a write
+	// whose context is sampled or that holds records carrying sampled
+	// trace contexts (it links to those, at most MaxLinks). Other writes
+	// cost no span.
+	Tracer trace.Tracer
 }
 
 // Producer writes records and returns once all in-sync replicas acknowledged them.
 type Producer struct {
-	w *kafkago.Writer
+	w      *kafkago.Writer
+	tracer trace.Tracer
 }
 
 // NewProducer builds a producer. It connects lazily.
@@ -54,14 +61,20 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 		MaxAttempts:            5,
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,
-	}}, nil
+	}, tracer: cfg.Tracer}, nil
 }
 
 // Write writes msgs and returns when Kafka acknowledged all of them. Every
 // message carries W3C trace context: a message that has none of its own
 // gets ctx's, and when ctx carries no trace either, the batch starts a new
 // trace, so consumers can always correlate what they read.
-func (p *Producer) Write(ctx context.Context, msgs ...Message) error {
+func (p *Producer) Write(ctx context.Context, msgs ...Message) (err error) {
+	if p.tracer != nil {
+		if span := p.startSend(ctx, msgs); span != nil {
+			ctx = trace.ContextWithSpan(ctx, span)
+			defer func() { EndSpan(span, err) }()
+		}
+	}
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = trace.ContextWithSpanContext(ctx, newRootSpanContext())
 	}
@@ -87,6 +100,38 @@ func (p *Producer) Write(ctx context.Context, msgs ...Message) error {
 		return fmt.Errorf("write %d messages: %w", len(msgs), err)
 	}
 	return nil
+}
+
+// startSend starts the send span of a write when the write is traced (see
+// ProducerConfig.Tracer); it returns nil otherwise.
+func (p *Producer) startSend(ctx context.Context, msgs []Message) trace.Span {
+	var links Links
+	topic := p.w.Topic
+	for i := range msgs {
+		m := &msgs[i]
+		if topic == "" {
+			topic = m.Topic
+		} else if m.Topic != "" && m.Topic != topic {
+			topic = "-" // several topics
+		}
+		if Sampled(m) {
+			links.Add(RecordContext(m))
+		}
+	}
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		if links.Len() == 0 {
+			return nil
+		}
+		// Continue the first record's trace (a root would be subject to
+		// the root sampler, which may drop it).
+		ctx = trace.ContextWithSpanContext(ctx, links.First())
+	}
+	if topic == "-" {
+		topic = ""
+	}
+	opts := append(links.Options(), trace.WithAttributes(semconv.MessagingBatchMessageCount(len(msgs))))
+	_, span := StartSend(ctx, p.tracer, topic, opts...)
+	return span
 }
 
 // Stats returns the writer's counters since the last call.

@@ -55,7 +55,11 @@ func New(ctx context.Context, name string, c config.Common, withGRPC bool, log *
 	if log == nil {
 		log = config.NewLogger(c.LogLevel, name)
 	}
-	tel, err := telemetry.New(ctx, name, c.OTLPEndpoint)
+	var topts []telemetry.Option
+	if c.SpanExporter != nil {
+		topts = append(topts, telemetry.WithSpanExporter(c.SpanExporter))
+	}
+	tel, err := telemetry.New(ctx, name, c.OTLPEndpoint, topts...)
 	if err != nil {
 		return nil, err
 	}

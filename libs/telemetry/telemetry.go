@@ -35,11 +35,29 @@ type Telemetry struct {
 	registry   *prometheus.Registry
 	mp         *sdkmetric.MeterProvider
 	tp         *sdktrace.TracerProvider
+	// recording says spans go to an exporter (see SpanTracer).
+	recording bool
+}
+
+// Option configures New.
+type Option func(*options)
+
+type options struct{ exporter sdktrace.SpanExporter }
+
+// WithSpanExporter sends every span to exp as it ends (all sampled unless
+// their parent is not), besides OTLP when that is configured too: for
+// tests, with sdk/trace/tracetest's in-memory exporter.
+func WithSpanExporter(exp sdktrace.SpanExporter) Option {
+	return func(o *options) { o.exporter = exp }
 }
 
 // New builds telemetry for service. otlpEndpoint (host:port) enables OTLP
 // trace export; empty leaves tracing as a no-op that still propagates context.
-func New(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) {
+func New(ctx context.Context, service, otlpEndpoint string, opts ...Option) (*Telemetry, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
@@ -65,6 +83,9 @@ func New(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) 
 		topts = []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithBatcher(texp),
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))}
 	}
+	if o.exporter != nil {
+		topts = append(topts, sdktrace.WithSyncer(o.exporter), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 	tp := sdktrace.NewTracerProvider(topts...)
 	return &Telemetry{
@@ -74,7 +95,19 @@ func New(ctx context.Context, service, otlpEndpoint string) (*Telemetry, error) 
 		registry:   reg,
 		mp:         mp,
 		tp:         tp,
+		recording:  otlpEndpoint != "" || o.exporter != nil,
 	}, nil
+}
+
+// SpanTracer is the tracer for the spans a service makes on its data path
+// (Kafka producer and consumer spans): nil when spans are exported
+// nowhere, so hot paths skip even the check whether a record is sampled.
+// (Tracer itself always works: gRPC spans carry trace ids into logs.)
+func (t *Telemetry) SpanTracer() trace.Tracer {
+	if !t.recording {
+		return nil
+	}
+	return t.Tracer
 }
 
 // Handler serves the service's metrics in Prometheus text format.

@@ -355,7 +355,10 @@ func (s *Service) consume(ctx context.Context) error {
 		Topics:         []string{tiles.Topic},
 		CommitInterval: s.cfg.FlushInterval,
 		MaxWait:        s.cfg.FlushInterval,
-		Log:            s.base.Log,
+		// Sampled tile records get a span that ends when the tile is servable.
+		IgnoreTrace: true,
+		Tracer:      s.base.Tel.SpanTracer(),
+		Log:         s.base.Log,
 	})
 	if err != nil {
 		return err

@@ -208,6 +208,7 @@ func (s *Service) stream(ctx context.Context) error {
 		TilesTopic:    tiles.Topic,
 		FlushInterval: s.cfg.FlushInterval,
 		FlushEvery:    s.cfg.FlushEvery,
+		Tracer:        s.base.Tel.SpanTracer(),
 		Log:           log,
 	}, s.eng, tileOut)
 	if err != nil {
@@ -220,7 +221,8 @@ func (s *Service) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.route = kafkaio.NewRouteHandler(s.router, &s.eng.C, routedOut, kafkaio.RouteConfig{Partitions: parts, BatchSize: kafkaio.RoutedBatchSize, Log: log})
+	s.route = kafkaio.NewRouteHandler(s.router, &s.eng.C, routedOut, kafkaio.RouteConfig{Partitions: parts, BatchSize: kafkaio.RoutedBatchSize,
+		Tracer: s.base.Tel.SpanTracer(), Log: log})
 	if err := s.registerMetrics(s.route, agg); err != nil {
 		return err
 	}
@@ -230,8 +232,10 @@ func (s *Service) stream(ctx context.Context) error {
 		Topics:         topics,
 		CommitInterval: s.cfg.FlushInterval,
 		CommitEvery:    s.cfg.FlushEvery,
-		// A routed batch mixes many source records: it starts its own trace.
+		// A routed batch mixes many source records: it links to the
+		// sampled ones, and only those need their trace context.
 		IgnoreTrace: true,
+		Tracer:      s.base.Tel.SpanTracer(),
 		Log:         log,
 	})
 	if err != nil {

@@ -217,7 +217,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 		Policy: pg.KeyPolicy{AllColumns: cfg.KeyAllColumns}, Rules: rules, MaskKey: key, Decimal: decimal,
 		Tombstones: cfg.Tombstones, Brokers: cfg.Common.Brokers(), StateTopic: cfg.StateTopic,
 		SnapshotMode: cfg.SnapshotMode, StatusInterval: cfg.StatusInterval, HeartbeatInterval: cfg.HeartbeatInterval,
-		MaxBatch: deps.MaxBatch, ServerName: cfg.ServerName, BackoffMax: deps.BackoffMax,
+		MaxBatch: deps.MaxBatch, ServerName: cfg.ServerName, BackoffMax: deps.BackoffMax, Tracer: base.Tel.SpanTracer(),
 	}, base.Log, base.Tel.Meter)
 	if err != nil {
 		return nil, err

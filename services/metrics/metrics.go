@@ -286,7 +286,7 @@ func (s *Service) consume(ctx context.Context) error {
 		}
 	}
 	s.log.Info("restored rows", "topic", core.Topic, "rows", len(rows))
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.Topic})
+	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: core.Topic, Tracer: s.base.Tel.SpanTracer()})
 	if err != nil {
 		return err
 	}
@@ -307,7 +307,7 @@ func (s *Service) consume(ctx context.Context) error {
 	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: brokers, GroupID: stream.GroupID,
 		Topics:         append([]string{predlog.PredictionsTopic}, h.LabelTopics()...),
-		CommitInterval: s.cfg.FlushInterval, Log: s.log,
+		CommitInterval: s.cfg.FlushInterval, Log: s.log, Tracer: s.base.Tel.SpanTracer(),
 	})
 	if err != nil {
 		return err

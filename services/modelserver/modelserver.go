@@ -194,7 +194,8 @@ func (s *Service) build(ctx context.Context, deps Deps) error {
 	if s.features, err = featureclient.Dial(s.cfg.FeatureserverAddr, s.base.Tel.Propagator); err != nil {
 		return err
 	}
-	if s.producer, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: s.cfg.Common.Brokers(), Topic: predlog.PredictionsTopic}); err != nil {
+	if s.producer, err = kafka.NewProducer(kafka.ProducerConfig{Brokers: s.cfg.Common.Brokers(), Topic: predlog.PredictionsTopic,
+		Tracer: s.base.Tel.SpanTracer()}); err != nil {
 		return fmt.Errorf("kafka-brokers: %w", err)
 	}
 	if s.plog, err = predlogger.New(s.producer, predlogger.Options{Buffer: s.cfg.PredictionLogBuffer, Meter: meter, Log: log,

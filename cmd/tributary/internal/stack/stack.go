@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
@@ -46,6 +47,11 @@ type Config struct {
 	ModelsDir   string
 	LogLevel    string
 	Log         *slog.Logger
+	// OTLPEndpoint (host:port) receives every service's traces and
+	// metrics over OTLP/gRPC; empty sends none.
+	OTLPEndpoint string
+	// SpanExporter receives every service's spans (tests).
+	SpanExporter sdktrace.SpanExporter
 }
 
 // Stack is the started stack; Run runs it.
@@ -103,6 +109,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fs := featureserver.DefaultConfig()
 	fs.Common.KafkaBrokers, fs.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fs.Common.OTLPEndpoint, fs.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fs.Common.AdminAddr = addrOf("featureserver", "admin-addr", fs.Common.AdminAddr)
 	fs.Common.GRPCAddr = addrOf("featureserver", "grpc-addr", fs.Common.GRPCAddr)
 	fs.Features, fs.DataDir = cfg.FeaturesDir, filepath.Join(cfg.DataDir, "featureserver")
@@ -112,6 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	fz := featurizer.DefaultConfig()
 	fz.Common.KafkaBrokers, fz.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fz.Common.OTLPEndpoint, fz.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fz.Common.AdminAddr = addrOf("featurizer", "admin-addr", fz.Common.AdminAddr)
 	fz.Features = cfg.FeaturesDir
 	if s.Featurizer, err = featurizer.New(ctx, fz, featurizer.Deps{Log: svcLog("featurizer")}); err != nil {
@@ -120,6 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	mt := metrics.DefaultConfig()
 	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	mt.Common.OTLPEndpoint, mt.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	mt.Common.AdminAddr = addrOf("metrics", "admin-addr", mt.Common.AdminAddr)
 	mt.Common.GRPCAddr = addrOf("metrics", "grpc-addr", mt.Common.GRPCAddr)
 	mt.Models = cfg.ModelsDir
@@ -129,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	ms := modelserver.DefaultConfig()
 	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	ms.Common.OTLPEndpoint, ms.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	ms.Common.AdminAddr = addrOf("modelserver", "admin-addr", ms.Common.AdminAddr)
 	ms.Common.GRPCAddr = addrOf("modelserver", "grpc-addr", ms.Common.GRPCAddr)
 	ms.Models, ms.FeatureserverAddr, ms.MetricsAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr(), s.Metrics.GRPCAddr()
@@ -139,6 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.PostgresDSN != "" {
 		in := ingest.DefaultConfig()
 		in.Common.KafkaBrokers, in.Common.LogLevel = broker.Addr(), cfg.LogLevel
+		in.Common.OTLPEndpoint, in.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 		in.Common.AdminAddr = addrOf("ingest", "admin-addr", in.Common.AdminAddr)
 		in.PostgresDSN = cfg.PostgresDSN
 		if cfg.Tables != "" {

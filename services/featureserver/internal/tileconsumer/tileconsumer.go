@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/tiles"
@@ -26,6 +28,9 @@ type Handler struct {
 
 	pending map[string]int // tile key → index in batch
 	batch   []core.TileWrite
+	// traced are the spans of sampled tile records in the batch (the
+	// consumer's process spans, open until Flush returned).
+	traced []tracedTile
 
 	freshness metric.Float64Histogram
 	written   metric.Int64Counter
@@ -55,6 +60,15 @@ func New(store core.TileStore, catalog *core.Catalog, now func() time.Time, mete
 	return h, nil
 }
 
+// tracedTile is a sampled tile record waiting to become servable.
+type tracedTile struct {
+	span trace.Span
+	tile *tiles.Tile
+}
+
+// maxTraced bounds the traced tiles of one batch.
+const maxTraced = 1024
+
 // Handle implements kafka.Handler.
 func (h *Handler) Handle(ctx context.Context, m kafka.Message) error {
 	if m.Value == nil {
@@ -68,6 +82,9 @@ func (h *Handler) Handle(ctx context.Context, m kafka.Message) error {
 		h.invalid.Add(ctx, 1)
 		h.log.Warn("skipping invalid tile", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return nil
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() && len(h.traced) < maxTraced {
+		h.traced = append(h.traced, tracedTile{span: span, tile: t})
 	}
 	w := core.TileWrite{Tile: t, ExpiresMs: core.ExpiryOf(h.catalog.Views().Spec(t.View), t)}
 	if i, ok := h.pending[t.Key()]; ok {
@@ -88,6 +105,17 @@ func (h *Handler) Flush(ctx context.Context) error {
 		return fmt.Errorf("write %d tiles: %w", len(h.batch), err)
 	}
 	now := h.now()
+	// The tiles are servable now: the spans of traced ones say so (the
+	// consumer ends them when Flush returns).
+	for _, tt := range h.traced {
+		attrs := []attribute.KeyValue{attribute.String("tributary.tile.key", tt.tile.Key())}
+		if tt.tile.MaxEventMs > 0 {
+			attrs = append(attrs, attribute.Float64("tributary.freshness_seconds", now.Sub(time.UnixMilli(tt.tile.MaxEventMs)).Seconds()))
+		}
+		tt.span.AddEvent("tile servable", trace.WithAttributes(attrs...))
+	}
+	clear(h.traced)
+	h.traced = h.traced[:0]
 	for _, w := range h.batch {
 		if w.Tile.MaxEventMs > 0 {
 			h.freshness.Record(ctx, now.Sub(time.UnixMilli(w.Tile.MaxEventMs)).Seconds())

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/kafka"
@@ -31,7 +33,10 @@ type AggregatorConfig struct {
 	// committed.
 	FlushInterval time.Duration
 	FlushEvery    int
-	Log           *slog.Logger
+	// Tracer, when set, traces sampled batch records to the tiles they
+	// change (see LinkHeader).
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // Aggregator is the aggregation stage: a member of a consumer group on the
@@ -56,9 +61,12 @@ type Aggregator struct {
 	next  map[int32]int64
 	clean bool
 	// msgs is the tile records of a flush, reused.
-	msgs  []kafka.Message
-	ready atomic.Bool
-	gens  atomic.Int64
+	msgs []kafka.Message
+	// traced is what sampled records changed since the last flush (nil
+	// without a tracer); guarded by engMu.
+	traced *tileTracer
+	ready  atomic.Bool
+	gens   atomic.Int64
 	lagTracker
 }
 
@@ -81,7 +89,11 @@ func NewAggregator(cfg AggregatorConfig, eng *aggregate.Engine, out Writer) (*Ag
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Aggregator{cfg: cfg, eng: eng, out: out, next: map[int32]int64{}}, nil
+	a := &Aggregator{cfg: cfg, eng: eng, out: out, next: map[int32]int64{}}
+	if cfg.Tracer != nil {
+		a.traced = &tileTracer{tr: cfg.Tracer}
+	}
+	return a, nil
 }
 
 // Ready reports whether the first assignment's state was restored.
@@ -312,10 +324,21 @@ func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generati
 				return f.err
 			}
 			m := &f.m
+			var span trace.Span
+			if a.traced != nil && kafka.Sampled(m) {
+				_, span = kafka.StartProcess(rctx, a.cfg.Tracer, m, a.cfg.GroupID)
+			}
 			a.engMu.Lock()
 			changes, err := a.eng.ApplyRouted(int32(m.Partition), m.Value)
 			a.next[int32(m.Partition)] = m.Offset + 1
+			if span != nil {
+				a.traced.applied(span.SpanContext(), m)
+			}
 			a.engMu.Unlock()
+			if span != nil {
+				span.SetAttributes(attribute.Int("tributary.changes_applied", changes))
+				kafka.EndSpan(span, err)
+			}
 			if err != nil {
 				if k := a.eng.C.Invalid.Load(); k <= 10 || k%10000 == 0 {
 					log.Warn("skip invalid routed changes", "partition", m.Partition, "offset", m.Offset, "invalid_total", k, "err", err)
@@ -367,6 +390,13 @@ const emitTimeout = 10 * time.Second
 func (a *Aggregator) flush(ctx context.Context) error {
 	a.engMu.Lock()
 	outs, err := a.eng.Flush()
+	traced := a.traced
+	if traced != nil && len(traced.byKey) > 0 {
+		// The spans start from a copy: records applied while this flush
+		// writes are traced to the next one.
+		traced = &tileTracer{tr: traced.tr, byKey: a.traced.byKey}
+		a.traced.byKey = nil
+	}
 	a.engMu.Unlock()
 	if err == nil {
 		// The write is not cut short when the generation or the service
@@ -378,7 +408,7 @@ func (a *Aggregator) flush(ctx context.Context) error {
 		// group waits for the generation function, so the write ends
 		// (acknowledged or failed) before this member rejoins.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), emitTimeout)
-		a.msgs, err = Emit(wctx, a.out, outs, a.msgs)
+		a.msgs, err = emit(wctx, a.out, outs, a.msgs, traced)
 		cancel()
 	}
 	if err != nil {

@@ -1,11 +1,16 @@
 package kafkaio
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
@@ -33,11 +38,46 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
-	benchEndToEnd(b, []*featurespec.View{view}, "events.clicks", func(rng *rand.Rand, i int) (string, []byte) {
+	benchEndToEnd(b, []*featurespec.View{view}, "events.clicks", clicks(t0), benchTracing{})
+}
+
+// BenchmarkEndToEndTraced is BenchmarkEndToEnd with tracing on (every
+// root sampled, spans exported to a no-op exporter): unsampled, none of
+// the events carries a sampled trace, so the cost is the per-record
+// check; 1in1000 and 1in100, every 1000th (100th) event does and is
+// followed to its tiles.
+func BenchmarkEndToEndTraced(b *testing.B) {
+	view, err := featurespec.Parse("bench.yaml", []byte(crashView))
+	if err != nil {
+		b.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixMilli()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	for _, c := range []struct {
+		name  string
+		every int
+	}{{"unsampled", 0}, {"1in1000", 1000}, {"1in100", 100}} {
+		b.Run(c.name, func(b *testing.B) {
+			benchEndToEnd(b, []*featurespec.View{view}, "events.clicks", clicks(t0), benchTracing{tracer: tp.Tracer("bench"), sampleEvery: c.every})
+		})
+	}
+}
+
+// clicks makes click events of 10k users from t0 on.
+func clicks(t0 int64) func(rng *rand.Rand, i int) (string, []byte) {
+	return func(rng *rand.Rand, i int) (string, []byte) {
 		u := fmt.Sprint("u", rng.IntN(10000))
 		v, _ := json.Marshal(map[string]any{"user_id": u, "ts": t0 + int64(i)*5, "x": rng.IntN(1000), "page": fmt.Sprint("p", rng.IntN(300))})
 		return u, v
-	})
+	}
+}
+
+// benchTracing is how a benchmark traces: with tracer (nil: tracing off),
+// every sampleEvery-th source record carrying a sampled trace (0: none).
+type benchTracing struct {
+	tracer      trace.Tracer
+	sampleEvery int
 }
 
 // BenchmarkEndToEndFraud is BenchmarkEndToEnd with the fraud example's
@@ -58,12 +98,12 @@ func BenchmarkEndToEndFraud(b *testing.B) {
 			"source": map[string]any{"connector": "tributary", "db": "tributary", "schema": "public", "table": "transactions",
 				"lsn": i, "sequence": fmt.Sprintf(`["%d","%d"]`, i, i)}})
 		return fmt.Sprint(i), v
-	})
+	}, benchTracing{})
 }
 
 // benchEndToEnd runs the end-to-end benchmark of views over b.N records of
 // topic made by gen (key, value of record i).
-func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen func(rng *rand.Rand, i int) (string, []byte)) {
+func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen func(rng *rand.Rand, i int) (string, []byte), tracing benchTracing) {
 	n := max(b.N, 1000)
 	broker := testutil.KafkaProcess(b, 4)
 	brokers := []string{broker}
@@ -80,7 +120,13 @@ func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen fu
 	batch := make([]kafka.Message, 0, 20000)
 	for i := 0; i < n; i++ {
 		k, v := gen(rng, i)
-		batch = append(batch, kafka.Message{Key: []byte(k), Value: v})
+		m := kafka.Message{Key: []byte(k), Value: v}
+		if tracing.sampleEvery > 0 && i%tracing.sampleEvery == 0 {
+			sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, byte(i >> 16), byte(i >> 8), byte(i)},
+				SpanID: trace.SpanID{1, byte(i >> 16), byte(i >> 8), byte(i)}, TraceFlags: trace.FlagsSampled})
+			m.Headers = []kafka.Header{{Key: "traceparent", Value: kafka.Traceparent(sc)}}
+		}
+		batch = append(batch, m)
 		if len(batch) == cap(batch) || i == n-1 {
 			if err := src.Write(ctx, batch...); err != nil {
 				b.Fatal(err)
@@ -103,7 +149,7 @@ func benchEndToEnd(b *testing.B, views []*featurespec.View, topic string, gen fu
 	start, cpu0 := time.Now(), testutil.ProcessCPU(b)
 	// Both stages flush (and commit) every 50k events and not by time, so
 	// the tiles emitted per event do not depend on how fast the run is.
-	p := startProcess(b, ctx, brokers, views, routedOut, tileOut, 50000, time.Minute, nil)
+	p := startTracedProcess(b, ctx, brokers, views, routedOut, tileOut, 50000, time.Minute, nil, tracing.tracer)
 	testutil.Eventually(b, 10*time.Minute, "all events consumed", func() error {
 		return caughtUp(ctx, brokers, 4, []*RouteHandler{p.route}, []*Aggregator{p.agg})
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
@@ -100,6 +101,13 @@ type process struct {
 
 func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, flushInterval time.Duration, wrap func(*RouteHandler) kafka.Handler) *process {
 	t.Helper()
+	return startTracedProcess(t, ctx, brokers, views, routedOut, tileOut, flushEvery, flushInterval, wrap, nil)
+}
+
+// startTracedProcess is startProcess with both stages and the source
+// consumer tracing with tr (nil: no spans).
+func startTracedProcess(t testing.TB, ctx context.Context, brokers []string, views []*featurespec.View, routedOut, tileOut Writer, flushEvery int, flushInterval time.Duration, wrap func(*RouteHandler) kafka.Handler, tr trace.Tracer) *process {
+	t.Helper()
 	eng, err := aggregate.New(views)
 	if err != nil {
 		t.Fatal(err)
@@ -109,13 +117,13 @@ func startProcess(t testing.TB, ctx context.Context, brokers []string, views []*
 		t.Fatal(err)
 	}
 	p := &process{eng: eng, srcDone: make(chan error, 1), aggDone: make(chan error, 1)}
-	p.route = NewRouteHandler(router, &eng.C, routedOut, RouteConfig{Partitions: repartitions, BatchSize: RoutedBatchSize})
+	p.route = NewRouteHandler(router, &eng.C, routedOut, RouteConfig{Partitions: repartitions, BatchSize: RoutedBatchSize, Tracer: tr})
 	if p.agg, err = NewAggregator(AggregatorConfig{Brokers: brokers, GroupID: "agg", Topic: aggregate.RepartitionTopic, TilesTopic: tiles.Topic,
-		FlushInterval: flushInterval, FlushEvery: flushEvery}, eng, tileOut); err != nil {
+		FlushInterval: flushInterval, FlushEvery: flushEvery, Tracer: tr}, eng, tileOut); err != nil {
 		t.Fatal(err)
 	}
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "route", Topics: eng.Topics(),
-		CommitInterval: flushInterval, CommitEvery: flushEvery, IgnoreTrace: true})
+		CommitInterval: flushInterval, CommitEvery: flushEvery, IgnoreTrace: true, Tracer: tr})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,11 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/kafka"
+	"github.com/tributary-ml/tributary/libs/tiles"
 )
 
 // Writer writes records and returns once Kafka acknowledged them.
@@ -95,6 +97,8 @@ type partBatches struct {
 	sealed []kafka.Message
 	open   []byte
 	time   time.Time
+	// links are the sampled source records with changes in open.
+	links []routeLink
 }
 
 // seal closes the batch record being filled.
@@ -102,7 +106,7 @@ func (pb *partBatches) seal() {
 	if len(pb.open) == 0 {
 		return
 	}
-	pb.sealed = append(pb.sealed, kafka.Message{Key: pb.key, Value: pb.open, Time: pb.time})
+	pb.sealed = append(pb.sealed, kafka.Message{Key: pb.key, Value: pb.open, Time: pb.time, Headers: pb.linkHeaders()})
 	pb.open = nil
 }
 
@@ -118,7 +122,11 @@ type RouteConfig struct {
 	// RecordBytes is the size at which a batch record of routed changes
 	// is closed and a new one started (default DefaultRoutedRecordBytes).
 	RecordBytes int
-	Log         *slog.Logger
+	// Tracer, when set, traces batch records holding changes of sampled
+	// source records (see LinkHeader); the consumer must hand Handle the
+	// source record's span (kafka.ConsumerConfig.Tracer).
+	Tracer trace.Tracer
+	Log    *slog.Logger
 }
 
 // RoutedBatchSize is the batch size of RoutedProducerConfig: a write of
@@ -183,7 +191,11 @@ func balance(m kafkago.Message, partitions ...int) int {
 // Handle routes one record. Undecodable records are counted and skipped
 // (logged for the first few and then rarely), never retried: a poison
 // record must not stop the featurizer.
-func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
+func (h *RouteHandler) Handle(ctx context.Context, m kafka.Message) error {
+	var sc trace.SpanContext
+	if h.cfg.Tracer != nil {
+		sc = trace.SpanContextFromContext(ctx)
+	}
 	err := h.r.Route(aggregate.Record{
 		Topic:     m.Topic,
 		Partition: m.Partition,
@@ -197,6 +209,9 @@ func (h *RouteHandler) Handle(_ context.Context, m kafka.Message) error {
 			pb.time = m.Time
 		}
 		pb.open = aggregate.AppendBatchEntry(pb.open, value)
+		if sc.IsSampled() {
+			pb.addLink(sc, key)
+		}
 		if len(pb.open) >= h.cfg.RecordBytes {
 			pb.seal()
 		}
@@ -226,7 +241,7 @@ func (h *RouteHandler) Flush(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			msgs := pb.sealed
-			done, err := h.writeInOrder(ctx, msgs)
+			done, err := h.writeInOrder(ctx, p, msgs)
 			rest := msgs[done:]
 			clear(msgs[len(rest):])
 			pb.sealed = msgs[:copy(msgs, rest)]
@@ -242,12 +257,18 @@ func (h *RouteHandler) Flush(ctx context.Context) error {
 // writeInOrder writes msgs (all for one partition) in writes that each fit
 // one producer batch, one after another, and stops at the first failure.
 // It returns how many records were acknowledged.
-func (h *RouteHandler) writeInOrder(ctx context.Context, msgs []kafka.Message) (int, error) {
+func (h *RouteHandler) writeInOrder(ctx context.Context, p int, msgs []kafka.Message) (int, error) {
 	done := 0
+	var spans []trace.Span
 	for done < len(msgs) {
 		end, size := done, 0
 		for end < len(msgs) && end-done < h.cfg.BatchSize {
 			// The trace headers go in now, so the size counts them.
+			if h.cfg.Tracer != nil && len(msgs[end].Headers) > 0 {
+				if span := startBatchSpan(ctx, h.cfg.Tracer, &msgs[end], p); span != nil {
+					spans = append(spans, span)
+				}
+			}
 			kafka.InjectTrace(ctx, &msgs[end])
 			n := recordSize(&msgs[end])
 			if end > done && size+n > maxWriteBytes {
@@ -256,7 +277,12 @@ func (h *RouteHandler) writeInOrder(ctx context.Context, msgs []kafka.Message) (
 			size += n
 			end++
 		}
-		if err := h.out.Write(ctx, msgs[done:end]...); err != nil {
+		err := h.out.Write(ctx, msgs[done:end]...)
+		for _, s := range spans {
+			kafka.EndSpan(s, err)
+		}
+		spans = spans[:0]
+		if err != nil {
 			return done, firstWriteError(err)
 		}
 		done = end
@@ -293,6 +319,11 @@ func recordSize(m *kafka.Message) int {
 // msgs (returned for reuse: the writer is done with them once Write
 // returned).
 func Emit(ctx context.Context, w Writer, outs []aggregate.Output, msgs []kafka.Message) ([]kafka.Message, error) {
+	return emit(ctx, w, outs, msgs, nil)
+}
+
+// emit is Emit with the tiles tt traced getting their send spans.
+func emit(ctx context.Context, w Writer, outs []aggregate.Output, msgs []kafka.Message, tt *tileTracer) ([]kafka.Message, error) {
 	if len(outs) == 0 {
 		return msgs, nil
 	}
@@ -300,7 +331,11 @@ func Emit(ctx context.Context, w Writer, outs []aggregate.Output, msgs []kafka.M
 	for _, o := range outs {
 		msgs = append(msgs, kafka.Message{Key: o.Key, Value: o.Value})
 	}
+	spans := tt.start(ctx, tiles.Topic, msgs)
 	err := w.Write(ctx, msgs...)
+	for _, s := range spans {
+		kafka.EndSpan(s, err)
+	}
 	clear(msgs)
 	if err != nil {
 		return msgs, fmt.Errorf("emit %d tiles: %w", len(outs), err)

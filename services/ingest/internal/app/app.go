@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tributary-ml/tributary/libs/kafka"
@@ -49,6 +50,8 @@ type Config struct {
 	ServerName             string
 	// BackoffMax bounds the wait between session restarts.
 	BackoffMax time.Duration
+	// Tracer, when set, traces every captured transaction (see sink.Writer).
+	Tracer trace.Tracer
 }
 
 // App runs capture sessions until its context ends.
@@ -302,7 +305,7 @@ func (a *App) session(ctx context.Context) error {
 
 	progress := core.NewProgress(slot.ConfirmedFlush)
 	writer := &sink.Writer{
-		Producer: a.producer, Progress: progress, Log: a.log, MaxRecords: 10000,
+		Producer: a.producer, Progress: progress, Log: a.log, MaxRecords: 10000, Tracer: cfg.Tracer,
 		Count: func(ctx context.Context, table, op string, n int64) {
 			a.rows.Add(ctx, n, metric.WithAttributes(attribute.String("table", table), attribute.String("op", op)))
 		},

@@ -17,8 +17,13 @@ type Record struct {
 // in stream order. When CommitEnd is set, the batch ends a transaction and
 // every change of that transaction is in this batch or an earlier one.
 type Batch struct {
-	Records    []Record
-	CommitEnd  uint64
+	Records   []Record
+	CommitEnd uint64
+	// TxnLSN names the transaction the records belong to (its commit
+	// LSN, known from its BEGIN), 0 for snapshot batches; CommitTime is
+	// its commit time. A transaction larger than one batch spans several,
+	// all with its TxnLSN; the last has CommitEnd.
+	TxnLSN     uint64
 	CommitTime time.Time
 	// Done, when set, is closed once the batch (and all before it) is acknowledged.
 	Done chan struct{}

@@ -256,7 +256,7 @@ func (s *Stream) handleWAL(ctx context.Context, out chan<- *core.Batch, lsn uint
 	case *pglogrepl.CommitMessage:
 		s.batcher.Commit(uint64(m.TransactionEndLSN), s.commitTime)
 		s.inTxn = false
-		if err := s.send(ctx, out, s.batcher.Take()); err != nil {
+		if err := s.send(ctx, out, s.take()); err != nil {
 			return err
 		}
 		s.enqueued = uint64(m.TransactionEndLSN)
@@ -315,9 +315,16 @@ func (s *Stream) change(ctx context.Context, out chan<- *core.Batch, rel uint32,
 	}
 	s.batcher.Add(&ch)
 	if s.batcher.Len() >= s.cfg.MaxBatch {
-		return s.send(ctx, out, s.batcher.Take())
+		return s.send(ctx, out, s.take())
 	}
 	return nil
+}
+
+// take takes the open batch, marked with the transaction it belongs to.
+func (s *Stream) take() *core.Batch {
+	b := s.batcher.Take()
+	b.TxnLSN, b.CommitTime = s.commitLSN, s.commitTime
+	return b
 }
 
 // ErrSlotBusy means another connection is streaming from the slot.

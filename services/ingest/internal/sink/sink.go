@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/services/ingest/internal/core"
 )
@@ -33,6 +37,11 @@ type Writer struct {
 	// Backoff bounds the wait between retries of a failed write.
 	BackoffMin, BackoffMax time.Duration
 	Now                    func() time.Time
+	// Tracer, when set, makes one PRODUCER span per transaction: it starts
+	// at the transaction's commit time and ends when Kafka acknowledged
+	// the transaction's last record, so its duration is the commit →
+	// Kafka delay; the transaction's records carry its context.
+	Tracer trace.Tracer
 
 	mu      sync.Mutex
 	lastErr error
@@ -74,7 +83,19 @@ func (w *Writer) Run(ctx context.Context, in <-chan *core.Batch) error {
 		msgs   []kafka.Message
 		done   []chan struct{}
 		counts = map[countKey]int64{}
+		// txn is the traced transaction whose commit batch has not come
+		// yet; ending the traced transactions the current write completes.
+		txn    *txnSpan
+		ending []*txnSpan
 	)
+	defer func() {
+		for _, t := range ending {
+			t.end(ctx.Err())
+		}
+		if txn != nil {
+			txn.end(ctx.Err())
+		}
+	}()
 	for {
 		var first *core.Batch
 		select {
@@ -90,8 +111,20 @@ func (w *Writer) Run(ctx context.Context, in <-chan *core.Batch) error {
 		// consumers' lag tools need a real time, not 0 (1970).
 		sent := now()
 		add := func(b *core.Batch) {
+			var headers []kafka.Header
+			if w.Tracer != nil && b.TxnLSN != 0 && (len(b.Records) > 0 || txn != nil) {
+				if txn == nil {
+					txn = startTxnSpan(ctx, w.Tracer, b)
+				}
+				headers = txn.headers
+				txn.add(b.Records)
+				if b.CommitEnd != 0 {
+					ending = append(ending, txn)
+					txn = nil
+				}
+			}
 			for _, r := range b.Records {
-				msgs = append(msgs, kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: sent})
+				msgs = append(msgs, kafka.Message{Topic: r.Topic, Key: r.Key, Value: r.Value, Time: sent, Headers: headers})
 				if r.Op != "" {
 					counts[countKey{r.Table, r.Op}]++
 				}
@@ -116,6 +149,11 @@ func (w *Writer) Run(ctx context.Context, in <-chan *core.Batch) error {
 		if err := w.write(ctx, msgs); err != nil {
 			return err
 		}
+		for _, t := range ending {
+			t.end(nil)
+		}
+		clear(ending)
+		ending = ending[:0]
 		w.Progress.Ack(end, commitTime, now())
 		for _, d := range done {
 			close(d)
@@ -161,3 +199,54 @@ func (w *Writer) write(ctx context.Context, msgs []kafka.Message) error {
 
 // ErrStopped is returned by Wait when the writer stopped first.
 var ErrStopped = errors.New("writer stopped")
+
+// txnSpan is the span of one captured transaction.
+type txnSpan struct {
+	span    trace.Span
+	headers []kafka.Header
+	records int
+	topic   string
+	topics  int
+}
+
+func startTxnSpan(ctx context.Context, tr trace.Tracer, b *core.Batch) *txnSpan {
+	attrs := append(kafka.MessagingAttrs("send", ""),
+		semconv.DBSystemNamePostgreSQL,
+		attribute.String("tributary.cdc.commit_lsn", fmt.Sprintf("%X/%X", b.TxnLSN>>32, uint32(b.TxnLSN))),
+		attribute.String("tributary.cdc.commit_time", b.CommitTime.UTC().Format(time.RFC3339Nano)))
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...)}
+	if !b.CommitTime.IsZero() {
+		opts = append(opts, trace.WithTimestamp(b.CommitTime))
+	}
+	sctx, span := tr.Start(ctx, "send", opts...)
+	t := &txnSpan{span: span}
+	if span.SpanContext().IsValid() {
+		tp := kafka.Traceparent(trace.SpanContextFromContext(sctx))
+		t.headers = []kafka.Header{{Key: "traceparent", Value: tp}}
+	}
+	return t
+}
+
+// add counts records of the transaction and the topics they go to.
+func (t *txnSpan) add(recs []core.Record) {
+	for i := range recs {
+		if recs[i].Topic != t.topic {
+			if t.topic == "" {
+				t.topic, t.topics = recs[i].Topic, 1
+			} else {
+				t.topics = 2
+			}
+		}
+	}
+	t.records += len(recs)
+}
+
+// end names the span after its destination (one topic) and ends it.
+func (t *txnSpan) end(err error) {
+	if t.topics == 1 {
+		t.span.SetName("send " + t.topic)
+		t.span.SetAttributes(semconv.MessagingDestinationName(t.topic))
+	}
+	t.span.SetAttributes(semconv.MessagingBatchMessageCount(t.records))
+	kafka.EndSpan(t.span, err)
+}
