@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,43 +13,35 @@ import (
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/libs/tiles/served"
 )
 
-// Status tells whether a value was found and is fresh.
-type Status uint8
+// Status tells whether a value was found and is fresh (served.Status).
+type Status = served.Status
 
 // Statuses, mirroring tributary.features.v1.FeatureStatus.
 const (
-	StatusUnspecified Status = iota
-	StatusPresent
-	StatusNotFound
-	StatusStale
+	StatusUnspecified = served.StatusUnspecified
+	StatusPresent     = served.StatusPresent
+	StatusNotFound    = served.StatusNotFound
+	StatusStale       = served.StatusStale
 )
 
 // Kind is the type of a Value.
-type Kind uint8
+type Kind = served.Kind
 
 // Kinds of values.
 const (
-	KindNone Kind = iota
-	KindDouble
-	KindInt64
-	KindString
-	KindBool
+	KindNone   = served.KindNone
+	KindDouble = served.KindDouble
+	KindInt64  = served.KindInt64
+	KindString = served.KindString
+	KindBool   = served.KindBool
 )
 
-// Value is one feature of one entity.
-type Value struct {
-	Kind   Kind
-	Status Status
-	Bool   bool
-	Int    int64
-	Double float64
-	Str    string
-	// EventMs is the event time (Unix ms) of the newest event the value
-	// reflects; 0 when there is none.
-	EventMs int64
-}
+// Value is one feature of one entity; what it holds is decided by
+// package served, shared with offline training sets.
+type Value = served.Value
 
 // Rows are the entity rows of a request, each naming one entity by the
 // values of its join keys.
@@ -158,7 +149,7 @@ func NewOnline(store TileStore, catalog *Catalog, now func() time.Time, limits L
 type refPlan struct {
 	view  int // index into scratch.views
 	feat  featurespec.Feature
-	agg   aggKind
+	agg   served.Agg
 	resMs int64
 	winMs int64
 }
@@ -396,7 +387,7 @@ func resolve(views *Views, refs []string) (*refsPlan, error) {
 		p.refs = append(p.refs, refPlan{
 			view:  vi,
 			feat:  f,
-			agg:   aggOf(f.Aggregation),
+			agg:   served.AggOf(f.Aggregation),
 			resMs: tiles.ResolutionOf(f).Milliseconds(),
 			winMs: time.Duration(f.Window).Milliseconds(),
 		})
@@ -550,11 +541,8 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, c *slotCache, ou
 		}
 		return
 	}
-	from := int64(0)
-	if g.resMs > 0 {
-		from = tiles.StartOf(nowMs-g.winMs, time.Duration(g.resMs)*time.Millisecond)
-	}
-	sp := span(f.tiles, g.resMs, from, nowMs)
+	from, to := served.Bounds(nowMs, g.winMs, g.resMs)
+	sp := span(f.tiles, g.resMs, from, to)
 	var e *spanEntry
 	var last *Tile
 	if len(sp) > 1 {
@@ -564,55 +552,22 @@ func (o *Online) computeGroup(pl *refsPlan, f *fetch, g *group, c *slotCache, ou
 	maxAgeMs := pl.views[g.view].MaxAgeMs
 	for k, i := range idx {
 		p := &pl.refs[i]
-		var ir tiles.IR
-		var newest int64
+		var w served.Window
 		if m, ok := e.get(k, p.feat.Name); ok {
-			// Same order of merges as tiles.Window over sp: the run, then
-			// the newest tile.
-			ir, newest = m.ir, m.newest
+			// The same merges in the same order as over sp: the run (merged
+			// in order into a zero state), then the newest tile.
+			w = served.Window{IR: m.ir, Newest: m.newest}
 			if x, ok := c.state(last, pl.refs, idx, k); ok {
-				ir.Merge(x)
-				newest = max(newest, last.MaxEventMs)
+				w.Add(x, last.MaxEventMs)
 			}
 		} else {
-			// As tiles.Window merges a window's tiles: in order, into a
-			// zero state.
 			for _, t := range sp {
 				if x, ok := c.state(t, pl.refs, idx, k); ok {
-					ir.Merge(x)
-					newest = max(newest, t.MaxEventMs)
+					w.Add(x, t.MaxEventMs)
 				}
 			}
 		}
-		setValue(&out[i], &ir, newest, f.newest, p.agg, p.feat.Aggregation, maxAgeMs, nowMs)
-	}
-}
-
-// setValue sets v to a merged feature's value (in place: Values are
-// written per feature of every row); newest is the newest event in its
-// window, entityNewest the newest of the entity in the view.
-func setValue(v *Value, ir *tiles.IR, newest, entityNewest int64, kind aggKind, agg string, maxAgeMs, nowMs int64) {
-	if !numericValue(v, ir, kind) {
-		raw, found := ir.Value(agg)
-		if !found {
-			*v = Value{Status: StatusNotFound}
-			return
-		}
-		*v = toValue(raw)
-	}
-	if v.Kind == KindNone {
-		*v = Value{Status: StatusNotFound}
-		return
-	}
-	// A window no event fell into (a count that decayed to 0) is as fresh
-	// as the newest event seen for the entity in this view.
-	if newest == 0 {
-		newest = entityNewest
-	}
-	v.EventMs = newest
-	v.Status = StatusPresent
-	if maxAgeMs > 0 && nowMs-newest > maxAgeMs {
-		v.Status = StatusStale
+		served.Set(&out[i], &w.IR, w.Newest, f.newest, p.agg, maxAgeMs, nowMs)
 	}
 }
 
@@ -620,17 +575,13 @@ func setValue(v *Value, ir *tiles.IR, newest, entityNewest int64, kind aggKind, 
 // way tiles.Window merges a window's tiles: in order, into a zero state.
 // It returns the state and the newest event time that contributed.
 func window(sp []*Tile, feature string) (tiles.IR, int64) {
-	var out tiles.IR
-	var newest int64
+	var w served.Window
 	for _, t := range sp {
-		ir, ok := t.Feature(feature)
-		if !ok {
-			continue
+		if ir, ok := t.Feature(feature); ok {
+			w.Add(ir, t.MaxEventMs)
 		}
-		out.Merge(ir)
-		newest = max(newest, t.MaxEventMs)
 	}
-	return out, newest
+	return w.IR, w.Newest
 }
 
 // span narrows tiles sorted by (resolution, start) to those of resolution
@@ -653,35 +604,4 @@ func span(ts []*Tile, resMs, from, to int64) []*Tile {
 		end++
 	}
 	return ts[lo:end]
-}
-
-func toValue(raw any) Value {
-	switch x := raw.(type) {
-	case float64:
-		return Value{Kind: KindDouble, Double: x}
-	case float32:
-		return Value{Kind: KindDouble, Double: float64(x)}
-	case int64:
-		return Value{Kind: KindInt64, Int: x}
-	case int:
-		return Value{Kind: KindInt64, Int: int64(x)}
-	case bool:
-		return Value{Kind: KindBool, Bool: x}
-	case string:
-		return Value{Kind: KindString, Str: x}
-	case json.Number:
-		if f, err := x.Float64(); err == nil {
-			return Value{Kind: KindDouble, Double: f}
-		}
-		return Value{Kind: KindString, Str: x.String()}
-	case nil:
-		return Value{}
-	default:
-		// Objects and arrays from JSON sources are served as their JSON text.
-		b, err := json.Marshal(x)
-		if err != nil {
-			return Value{}
-		}
-		return Value{Kind: KindString, Str: string(b)}
-	}
 }
