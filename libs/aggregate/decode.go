@@ -8,9 +8,9 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/tributary-ml/tributary/libs/cdc"
+	"github.com/tributary-ml/tributary/libs/featurespec"
 )
 
 // change is one row's contribution to a view: a row added (add) or a
@@ -113,19 +113,14 @@ func eventTimeOf(c colVal, field string) (int64, error) {
 	case kindNull:
 		return 0, fmt.Errorf("event time field %q is missing", field)
 	case kindString:
-		x := string(c.text)
-		t, err := time.Parse(time.RFC3339Nano, x)
+		ms, err := featurespec.ParseEventTimeText(string(c.text))
 		if err != nil {
-			// Postgres text form "2006-01-02 15:04:05.999999+00".
-			t, err = time.Parse("2006-01-02 15:04:05.999999999Z07", x)
+			return 0, fmt.Errorf("event time field %q: %w", field, err)
 		}
-		if err != nil {
-			return 0, fmt.Errorf("event time field %q: %q is not an RFC 3339 time or Unix milliseconds", field, x)
-		}
-		return t.UnixMilli(), nil
+		return ms, nil
 	case kindNumber:
 		if i, ok := parseInt(c.text); ok {
-			return scaleMs(i), nil
+			return featurespec.EventTimeMillis(i), nil
 		}
 		f, err := strconv.ParseFloat(string(c.text), 64)
 		if err != nil {
@@ -134,7 +129,7 @@ func eventTimeOf(c colVal, field string) (int64, error) {
 		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 9e18 {
 			return 0, fmt.Errorf("event time field %q: %v is out of range", field, f)
 		}
-		return scaleMs(int64(f)), nil
+		return featurespec.EventTimeMillis(int64(f)), nil
 	}
 	return 0, fmt.Errorf("event time field %q: a %s is not an RFC 3339 string or Unix milliseconds", field, kindName(c.kind))
 }
@@ -177,11 +172,4 @@ func parseInt(t []byte) (int64, bool) {
 		n = -n
 	}
 	return n, true
-}
-
-func scaleMs(n int64) int64 {
-	if n > 1e14 || n < -1e14 {
-		return n / 1000
-	}
-	return n
 }
