@@ -296,6 +296,17 @@ func (rd *routedReader) image(im *image) error {
 			if c.text, err = rd.bytes("column"); err != nil {
 				return err
 			}
+			// Numbers and other JSON go into tiles as they are: text that
+			// is not JSON would make every later flush fail to encode.
+			if c.kind == kindNumber {
+				if end, _, ok := scanNumber(c.text, 0); !ok || end != len(c.text) {
+					return fmt.Errorf("routed record: column %d: %q is not a JSON number", i, c.text)
+				}
+			} else if c.kind == kindRaw {
+				if end, k, ok := scanValue(c.text, 0, 0); !ok || end != len(c.text) || (k != '{' && k != '[') {
+					return fmt.Errorf("routed record: column %d: %q is not a JSON object or array", i, c.text)
+				}
+			}
 		default:
 			return fmt.Errorf("routed record: column %d has unknown kind %d", i, c.kind)
 		}

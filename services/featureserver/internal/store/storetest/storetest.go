@@ -63,8 +63,8 @@ func closeStore(t *testing.T, s core.TileStore) {
 func Tile(view, entity string, resMs, startMs int64, n int) *tiles.Tile {
 	ir := &tiles.IR{Count: int64(n), NumCount: int64(n), Sum: float64(n) * 1.5, SumSq: float64(n) * 2.25, Min: -float64(n), Max: float64(n) + 0.25}
 	if n > 0 {
-		ir.First, ir.FirstMs = fmt.Sprintf("first-%d", n), startMs+1
-		ir.Last, ir.LastMs = float64(n)+0.5, startMs+2
+		ir.First, ir.FirstMs, ir.FirstPos = fmt.Sprintf("first-%d", n), startMs+1, tiles.Pos{uint64(n) << 33, uint64(n)}
+		ir.Last, ir.LastMs, ir.LastPos = float64(n)+0.5, startMs+2, tiles.Pos{0, uint64(n) + 7}
 	}
 	flag := &tiles.IR{Count: 1, Last: n%2 == 0, LastMs: startMs + 3}
 	return &tiles.Tile{View: view, Entity: entity, ResolutionMs: resMs, StartMs: startMs, MaxEventMs: startMs + 3 + int64(n),
