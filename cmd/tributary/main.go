@@ -35,6 +35,7 @@ commands:
   kafka      run the embedded Kafka broker alone
   train      train the fraud example model from demo data into examples/fraud/models
   features   feature view tools: features validate DIR
+  training-set  a point-in-time training set from the offline archive (spine + features -> file)
 `)
 	for _, c := range services() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return trainCommand(rest, stdout, stderr)
 	case "features":
 		return featuresCommand(rest, stdout, stderr)
+	case "training-set":
+		return trainingSetCommand(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

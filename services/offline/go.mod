@@ -10,6 +10,8 @@ replace (
 require (
 	github.com/parquet-go/parquet-go v0.32.0
 	github.com/tributary-ml/tributary/libs v0.0.0-00010101000000-000000000000
+	github.com/tributary-ml/tributary/proto/gen/go v0.0.0-00010101000000-000000000000
+	google.golang.org/grpc v1.85.0
 )
 
 require (
@@ -30,7 +32,7 @@ require (
 	gocloud.dev v0.47.0
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
+	google.golang.org/protobuf v1.36.12
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
@@ -99,5 +101,4 @@ require (
 	google.golang.org/genproto v0.0.0-20260904194346-d0f1323225a4 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 )
