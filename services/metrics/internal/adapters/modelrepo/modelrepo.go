@@ -13,8 +13,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/tributary-ml/tributary/libs/modelrepo"
 	"github.com/tributary-ml/tributary/services/metrics/internal/core"
 )
 
@@ -46,11 +45,6 @@ func (r *Repo) Known(model string) bool {
 	}
 	fi, err := os.Stat(filepath.Join(r.dir, model))
 	return err == nil && fi.IsDir()
-}
-
-// config is the part of a model's config.yaml the metrics read.
-type config struct {
-	Threshold *float64 `yaml:"threshold"`
 }
 
 // Model returns the model version's baseline and threshold. A missing or
@@ -88,17 +82,13 @@ func (r *Repo) load(model, version string) (core.ModelInfo, error) {
 			errs = append(errs, err)
 			break
 		}
-		var c config
-		if err := yaml.Unmarshal(b, &c); err != nil {
+		c, err := modelrepo.ParseConfig(b)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", cfgPath, err))
 			break
 		}
 		if c.Threshold != nil {
-			if *c.Threshold < 0 || *c.Threshold > 1 {
-				errs = append(errs, fmt.Errorf("%s: threshold: %v is outside [0, 1]", cfgPath, *c.Threshold))
-			} else {
-				info.Threshold = *c.Threshold
-			}
+			info.Threshold = *c.Threshold
 		}
 		break
 	}

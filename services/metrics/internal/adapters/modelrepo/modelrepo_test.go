@@ -40,13 +40,18 @@ func write(t *testing.T, dir, path, body string) {
 	}
 }
 
+// config is a minimal valid config.yaml (libs/modelrepo checks it whole).
+func config(name, threshold string) string {
+	return "name: " + name + "\nformat: logistic\ninputs:\n  - {name: x, source: request}\nthreshold: " + threshold + "\n"
+}
+
 func TestMissingAndInvalidFiles(t *testing.T) {
 	dir := t.TempDir()
-	write(t, dir, "m/config.yaml", "threshold: 0.7\n")
-	write(t, dir, "m/2/config.yaml", "threshold: 0.9\n")
+	write(t, dir, "m/config.yaml", config("m", "0.7"))
+	write(t, dir, "m/2/config.yaml", config("m", "0.9"))
 	write(t, dir, "m/2/baseline.json", `{"score": {"edges": [0, 1], "fractions": [1]}}`)
 	write(t, dir, "bad/1/baseline.json", `{"score": {"edges": [0, 1], "fractions": [0.5]}}`)
-	write(t, dir, "bad/config.yaml", "threshold: 7\n")
+	write(t, dir, "bad/config.yaml", config("bad", "7"))
 	r := New(dir, nil)
 	for _, tc := range []struct {
 		model, version string
