@@ -36,6 +36,7 @@ commands:
   train      train the fraud example model from demo data into examples/fraud/models
   features   feature view tools: features validate DIR
   training-set  a point-in-time training set from the offline archive (spine + features -> file)
+  skew       the features a model was served against the same features computed offline
 `)
 	for _, c := range services() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return featuresCommand(rest, stdout, stderr)
 	case "training-set":
 		return trainingSetCommand(rest, stdout, stderr)
+	case "skew":
+		return skewCommand(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tributary-ml/tributary/services/offline"
 )
@@ -63,4 +64,63 @@ func archiveURL(s string) string {
 		s = abs
 	}
 	return "file://" + filepath.ToSlash(s)
+}
+
+// skewCommand: `tributary skew`, the features a model was served against
+// the same features computed offline.
+func skewCommand(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("skew", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var j offline.SkewJob
+	var since, until string
+	fs.StringVar(&j.Model, "model", "", "the model whose predictions are checked")
+	fs.StringVar(&j.FeaturesDir, "features-dir", "examples/fraud/features", "directory of feature view YAML")
+	fs.StringVar(&j.ModelsDir, "models", "examples/fraud/models", "the model repository (its config.yaml says which feature each input is)")
+	fs.StringVar(&j.Archive, "offline", "", "the archive: a URL (file:///dir, s3://bucket/prefix) or a local directory, e.g. the demo's <data-dir>/offline")
+	fs.StringVar(&since, "since", "", "only predictions made at or after this time: RFC 3339, or a duration ago (e.g. 15m)")
+	fs.StringVar(&until, "until", "", "only predictions made before this time: RFC 3339, or a duration ago")
+	fs.IntVar(&j.Examples, "examples", 3, "differing values shown per feature")
+	fs.IntVar(&j.Partitions, "repartition-partitions", 0, "the featurizer's --repartition-partitions, if changed from its default")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var err error
+	now := time.Now()
+	if j.Since, err = parseWhen(since, now); err != nil {
+		fmt.Fprintf(stderr, "skew: --since: %v\n", err)
+		return 2
+	}
+	if j.Until, err = parseWhen(until, now); err != nil {
+		fmt.Fprintf(stderr, "skew: --until: %v\n", err)
+		return 2
+	}
+	j.Archive = archiveURL(j.Archive)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := offline.RunSkew(ctx, j)
+	if err != nil {
+		fmt.Fprintf(stderr, "skew: %v\n", err)
+		return 1
+	}
+	fmt.Fprint(stdout, rep)
+	return 0
+}
+
+// parseWhen reads an RFC 3339 time or a duration before now; empty is
+// the zero time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 (2026-12-01T10:00:00Z) nor a duration (15m)", s)
+	}
+	return t, nil
 }

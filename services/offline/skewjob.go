@@ -1,0 +1,147 @@
+package offline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tributary-ml/tributary/libs/featurespec"
+	"github.com/tributary-ml/tributary/libs/modelrepo"
+	"github.com/tributary-ml/tributary/libs/predlog"
+	"github.com/tributary-ml/tributary/services/offline/internal/archive"
+	"github.com/tributary-ml/tributary/services/offline/internal/skew"
+)
+
+// SkewJob is one `tributary skew` run: the features a model was served,
+// from the archived prediction log, recomputed offline and compared.
+type SkewJob struct {
+	FeaturesDir string
+	// Archive is the archive's URL.
+	Archive string
+	// ModelsDir is the model repository (its config.yaml files say which
+	// feature each input is).
+	ModelsDir string
+	Model     string
+	// Since and Until bound the predictions' times (zero: unbounded).
+	Since, Until time.Time
+	// Partitions is the featurizer's --repartition-partitions (0: its default).
+	Partitions int
+	// Examples is how many differing values to show per feature.
+	Examples int
+}
+
+// SkewReport is the skew of one model's features.
+type SkewReport = skew.Report
+
+// Validate names the first missing field.
+func (j SkewJob) Validate() error {
+	switch {
+	case j.Model == "":
+		return errors.New("--model: required")
+	case j.FeaturesDir == "":
+		return errors.New("--features-dir: required")
+	case j.ModelsDir == "":
+		return errors.New("--models: required (the model repository)")
+	case j.Archive == "":
+		return errors.New("--offline: required (the archive URL)")
+	case !j.Since.IsZero() && !j.Until.IsZero() && !j.Until.After(j.Since):
+		return fmt.Errorf("--until %s is not after --since %s", j.Until.Format(time.RFC3339), j.Since.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// RunSkew computes the skew report.
+func RunSkew(ctx context.Context, j SkewJob) (*SkewReport, error) {
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	views, err := featurespec.LoadDir(j.FeaturesDir)
+	if err != nil {
+		return nil, err
+	}
+	configs, err := modelConfigs(j.ModelsDir, j.Model)
+	if err != nil {
+		return nil, err
+	}
+	arch, err := archive.Open(ctx, j.Archive)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = arch.Close() }()
+	preds, err := loadPredictions(ctx, arch, j.Model, j.Since, j.Until)
+	if err != nil {
+		return nil, err
+	}
+	return skew.Compute(ctx, skew.Request{Views: views, Configs: configs, Predictions: preds, History: ArchiveHistory(arch),
+		Partitions: j.Partitions, Examples: j.Examples})
+}
+
+// modelConfigs reads a model's config.yaml files: the model's own ("")
+// and any version's (models/<model>/<version>/config.yaml).
+func modelConfigs(dir, model string) (map[string]*modelrepo.Config, error) {
+	if !filepath.IsLocal(model) {
+		return nil, fmt.Errorf("--model %q: not a model name", model)
+	}
+	root := filepath.Join(dir, model)
+	out := map[string]*modelrepo.Config{}
+	read := func(version, path string) error {
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c, err := modelrepo.ParseConfig(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		out[version] = c
+		return nil
+	}
+	if err := read("", filepath.Join(root, "config.yaml")); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", model, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := read(e.Name(), filepath.Join(root, e.Name(), "config.yaml")); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("model %q: no config.yaml in %s", model, root)
+	}
+	return out, nil
+}
+
+// loadPredictions reads the model's archived predictions made in
+// [since, until).
+func loadPredictions(ctx context.Context, arch *archive.Archive, model string, since, until time.Time) ([]predlog.Prediction, error) {
+	var out []predlog.Prediction
+	err := arch.Scan(ctx, predlog.PredictionsTopic, func(r *archive.Row) error {
+		if len(r.Value) == 0 {
+			return nil
+		}
+		var p predlog.Prediction
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			return fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		t := time.UnixMilli(p.TimeMs)
+		if p.Model != model || (!since.IsZero() && t.Before(since)) || (!until.IsZero() && !t.Before(until)) {
+			return nil
+		}
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
