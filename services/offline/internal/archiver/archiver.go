@@ -64,8 +64,8 @@ type Archiver struct {
 	log   *slog.Logger
 
 	rows, files, bytes, deleted, pending atomic.Int64
-	mu                          sync.Mutex
-	readers                     map[tp]*kafka.PartitionReader
+	mu                                   sync.Mutex
+	readers                              map[tp]*kafka.PartitionReader
 }
 
 type tp struct {

@@ -293,4 +293,3 @@ func TestArchiveDecodesSources(t *testing.T) {
 	pr := got["predictions"][0]
 	check("not a view source: no event time", pr.EventMs == 0 && pr.Offset == 0 && pr.Partition == 0 && string(pr.Key) == "p1", pr)
 }
-
