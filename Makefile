@@ -53,7 +53,8 @@ bench-tools:
 build: ## build the service binaries and the CLI into bin/
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/ ./cmd/tributary ./services/ingest/cmd/ingest ./services/featurizer/cmd/featurizer \
-		./services/featureserver/cmd/featureserver ./services/modelserver/cmd/modelserver ./services/metrics/cmd/metrics
+		./services/featureserver/cmd/featureserver ./services/modelserver/cmd/modelserver ./services/metrics/cmd/metrics \
+		./services/offline/cmd/offline
 
 .PHONY: tools
 tools: ## install the pinned protobuf tools (buf, protoc-gen-go, protoc-gen-go-grpc) into bin/tools

@@ -21,6 +21,7 @@ import (
 	"github.com/tributary-ml/tributary/services/ingest"
 	"github.com/tributary-ml/tributary/services/metrics"
 	"github.com/tributary-ml/tributary/services/modelserver"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 const repoRoot = "../.."
@@ -70,6 +71,8 @@ func tributaryServices() map[string]serviceEntry {
 	add("featureserver", fs.RegisterFlags, func() error { return fs.Validate() }, fs.Common.AdminAddr, fs.Common.GRPCAddr)
 	add("modelserver", ms.RegisterFlags, func() error { return ms.Validate() }, ms.Common.AdminAddr, ms.Common.GRPCAddr)
 	add("metrics", mt.RegisterFlags, func() error { return mt.Validate() }, mt.Common.AdminAddr, mt.Common.GRPCAddr)
+	of := offline.DefaultConfig()
+	add("offline", of.RegisterFlags, func() error { return of.Validate() }, of.Common.AdminAddr, of.Common.GRPCAddr)
 	return out
 }
 
@@ -208,6 +211,8 @@ func hostsIn(v string) []string {
 		host := ""
 		if u, err := url.Parse(item); err == nil && u.Scheme != "" && u.Host != "" {
 			host = u.Hostname()
+		} else if strings.Contains(item, "://") {
+			// A URL without a host (file:///path) names none.
 		} else if h, _, err := net.SplitHostPort(item); err == nil {
 			host = h
 		}

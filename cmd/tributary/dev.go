@@ -153,6 +153,7 @@ func printEndpoints(out io.Writer, st *stack.Stack, dsn string) {
 	fmt.Fprintf(out, "  featureserver  grpc %s  admin http://%s\n", st.Featureserver.GRPCAddr(), addrs["featureserver"])
 	fmt.Fprintf(out, "  modelserver    grpc %s  admin http://%s  (OIP REST /v2)\n", st.Modelserver.GRPCAddr(), addrs["modelserver"])
 	fmt.Fprintf(out, "  metrics        grpc %s  admin http://%s\n", st.Metrics.GRPCAddr(), addrs["metrics"])
+	fmt.Fprintf(out, "  offline        grpc %s  admin http://%s  (archive %s)\n", st.Offline.GRPCAddr(), addrs["offline"], st.OfflineURL)
 	fmt.Fprintf(out, "  featurizer     admin http://%s\n", addrs["featurizer"])
 	if a, ok := addrs["ingest"]; ok {
 		fmt.Fprintf(out, "  ingest         admin http://%s\n", a)

@@ -15,6 +15,7 @@ import (
 	"github.com/tributary-ml/tributary/services/ingest"
 	"github.com/tributary-ml/tributary/services/metrics"
 	"github.com/tributary-ml/tributary/services/modelserver"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 func main() {
@@ -22,7 +23,7 @@ func main() {
 }
 
 func services() []service.Command {
-	return []service.Command{ingest.Command(), featurizer.Command(), featureserver.Command(), modelserver.Command(), metrics.Command()}
+	return []service.Command{ingest.Command(), featurizer.Command(), featureserver.Command(), modelserver.Command(), metrics.Command(), offline.Command()}
 }
 
 func usage(w io.Writer) {

@@ -60,6 +60,29 @@ func PostgresDSN(t testing.TB) string {
 	return dsn
 }
 
+// PythonEnv names the Python interpreter tests run real Python clients
+// with (DuckDB, pyarrow); scripts/python-test-env.sh makes one.
+const PythonEnv = "TRIBUTARY_TEST_PYTHON"
+
+// Python returns the interpreter named by TRIBUTARY_TEST_PYTHON. When it is
+// unset the test is skipped with a message saying how to get one, except
+// under CI (CI=true), where it fails: CI must run these tests.
+func Python(t testing.TB) string {
+	t.Helper()
+	py := os.Getenv(PythonEnv)
+	if py == "" {
+		msg := fmt.Sprintf("%s is not set: run export %s=$(scripts/python-test-env.sh) from the repository root", PythonEnv, PythonEnv)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if _, err := os.Stat(py); err != nil {
+		t.Fatalf("%s: %v", PythonEnv, err)
+	}
+	return py
+}
+
 // Kafka starts an embedded broker on a free port for the test and returns its address.
 func Kafka(t testing.TB, partitions int) string {
 	t.Helper()

@@ -23,6 +23,7 @@ import (
 	"github.com/tributary-ml/tributary/services/ingest"
 	"github.com/tributary-ml/tributary/services/metrics"
 	"github.com/tributary-ml/tributary/services/modelserver"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 // Config configures the stack.
@@ -62,6 +63,9 @@ type Stack struct {
 	Featureserver *featureserver.Service
 	Modelserver   *modelserver.Service
 	Metrics       *metrics.Service
+	Offline       *offline.Service
+	// OfflineURL is the archive's URL (<data-dir>/offline).
+	OfflineURL string
 
 	// released is set by the first of Run and Close: the one that releases.
 	released atomic.Bool
@@ -136,6 +140,24 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
+	// The archive of the sources, predictions and labels, under the data
+	// directory: the demo's history to build training sets from.
+	of := offline.DefaultConfig()
+	of.Common.KafkaBrokers, of.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	of.Common.OTLPEndpoint, of.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
+	of.Common.AdminAddr = addrOf("offline", "admin-addr", of.Common.AdminAddr)
+	of.Common.GRPCAddr = addrOf("offline", "grpc-addr", of.Common.GRPCAddr)
+	of.Features = cfg.FeaturesDir
+	offlineDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "offline"))
+	if err != nil {
+		return nil, fmt.Errorf("offline: %w", err)
+	}
+	of.Offline = "file://" + filepath.ToSlash(offlineDir)
+	s.OfflineURL = of.Offline
+	if s.Offline, err = offline.New(ctx, of, offline.Deps{Log: svcLog("offline")}); err != nil {
+		return nil, fmt.Errorf("offline: %w", err)
+	}
+
 	ms := modelserver.DefaultConfig()
 	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
 	ms.Common.OTLPEndpoint, ms.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
@@ -176,6 +198,7 @@ func (s *Stack) AdminAddrs() map[string]string {
 		"featureserver": s.Featureserver.AdminAddr(),
 		"modelserver":   s.Modelserver.AdminAddr(),
 		"metrics":       s.Metrics.AdminAddr(),
+		"offline":       s.Offline.AdminAddr(),
 	}
 	if s.Ingest != nil {
 		m["ingest"] = s.Ingest.AdminAddr()
@@ -197,6 +220,9 @@ func (s *Stack) Close() error {
 	}
 	if s.Modelserver != nil {
 		errs = append(errs, s.Modelserver.Close())
+	}
+	if s.Offline != nil {
+		errs = append(errs, s.Offline.Close())
 	}
 	if s.Metrics != nil {
 		errs = append(errs, s.Metrics.Close())
@@ -222,6 +248,7 @@ func (s *Stack) Run(ctx context.Context) error {
 	g.Go(func() error { return s.Featurizer.Run(gctx) })
 	g.Go(func() error { return s.Modelserver.Run(gctx) })
 	g.Go(func() error { return s.Metrics.Run(gctx) })
+	g.Go(func() error { return s.Offline.Run(gctx) })
 	if s.Ingest != nil {
 		g.Go(func() error { return s.Ingest.Run(gctx) })
 	}
