@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/tributary-ml/tributary/libs/jsonenc"
+	"github.com/tributary-ml/tributary/libs/quantile"
 )
 
 // AppendJSON appends the tile's JSON to b: the document json.Marshal
@@ -162,7 +163,7 @@ func (ir *IR) appendJSON(b []byte) ([]byte, error) {
 			}
 			sep = true
 			b = append(b, m.key...)
-			for i, k := range sortedKeys(m.m) {
+			for i, k := range quantile.SortedBuckets(m.m) {
 				if i > 0 {
 					b = append(b, ',')
 				}

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/bits"
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/tributary-ml/tributary/libs/quantile"
 )
 
 // Distinct is a mergeable approximate distinct counter: exact (a sorted set
@@ -217,128 +218,10 @@ func (d *Distinct) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Quantiles is a mergeable, reversible quantile sketch with relative
-// error QuantileAccuracy (the DDSketch idea: logarithmic buckets of
-// counts). A value x > 0 falls in bucket ceil(log_gamma(x)); negatives
-// mirror it; zero has its own count. Retracting a value decrements its
-// bucket, so CDC updates and deletes correct quantiles exactly.
-type Quantiles struct {
-	Pos  map[int32]int64 `json:"p,omitempty"`
-	Neg  map[int32]int64 `json:"m,omitempty"`
-	Zero int64           `json:"z,omitempty"`
-}
+// Quantiles is the mergeable, retractable quantile sketch of quantile
+// aggregations (libs/quantile; its JSON form {"p":…,"m":…,"z":…} is part
+// of the tile format).
+type Quantiles = quantile.Sketch
 
 // QuantileAccuracy is the sketch's relative accuracy.
-const QuantileAccuracy = 0.01
-
-var (
-	qGamma    = (1 + QuantileAccuracy) / (1 - QuantileAccuracy)
-	qLogGamma = math.Log(qGamma)
-)
-
-// minQuantileMagnitude: smaller magnitudes count as zero.
-const minQuantileMagnitude = 1e-9
-
-func qIndex(x float64) int32 { return int32(math.Ceil(math.Log(x) / qLogGamma)) }
-
-func qValue(i int32) float64 { return 2 * math.Pow(qGamma, float64(i)) / (qGamma + 1) }
-
-// Add records x.
-func (q *Quantiles) Add(x float64) { q.add(x, 1) }
-
-// Retract removes one x recorded before.
-func (q *Quantiles) Retract(x float64) { q.add(x, -1) }
-
-func (q *Quantiles) add(x float64, n int64) {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return
-	}
-	bump := func(m *map[int32]int64, i int32) {
-		if *m == nil {
-			*m = map[int32]int64{}
-		}
-		(*m)[i] += n
-		if (*m)[i] <= 0 {
-			delete(*m, i)
-		}
-	}
-	switch {
-	case x > minQuantileMagnitude:
-		bump(&q.Pos, qIndex(x))
-	case x < -minQuantileMagnitude:
-		bump(&q.Neg, qIndex(-x))
-	default:
-		q.Zero += n
-		if q.Zero < 0 {
-			q.Zero = 0
-		}
-	}
-}
-
-// Merge folds o into q.
-func (q *Quantiles) Merge(o *Quantiles) {
-	if o == nil {
-		return
-	}
-	for i, c := range o.Pos {
-		if q.Pos == nil {
-			q.Pos = map[int32]int64{}
-		}
-		q.Pos[i] += c
-	}
-	for i, c := range o.Neg {
-		if q.Neg == nil {
-			q.Neg = map[int32]int64{}
-		}
-		q.Neg[i] += c
-	}
-	q.Zero += o.Zero
-}
-
-// Count is the number of values held.
-func (q *Quantiles) Count() int64 {
-	if q == nil {
-		return 0
-	}
-	n := q.Zero
-	for _, c := range q.Pos {
-		n += c
-	}
-	for _, c := range q.Neg {
-		n += c
-	}
-	return n
-}
-
-// Quantile returns the value at rank p (0..1), within QuantileAccuracy
-// relative error of a value of the recorded set; ok is false when empty.
-func (q *Quantiles) Quantile(p float64) (float64, bool) {
-	n := q.Count()
-	if n == 0 || math.IsNaN(p) {
-		return 0, false
-	}
-	p = math.Min(1, math.Max(0, p))
-	rank := int64(p * float64(n-1))
-	neg := sortedKeys(q.Neg)
-	// Negatives from the most negative (largest index) up.
-	var seen int64
-	for i := len(neg) - 1; i >= 0; i-- {
-		seen += q.Neg[neg[i]]
-		if seen > rank {
-			return -qValue(neg[i]), true
-		}
-	}
-	seen += q.Zero
-	if seen > rank {
-		return 0, true
-	}
-	for _, i := range sortedKeys(q.Pos) {
-		seen += q.Pos[i]
-		if seen > rank {
-			return qValue(i), true
-		}
-	}
-	return 0, false
-}
-
-func sortedKeys(m map[int32]int64) []int32 { return slices.Sorted(maps.Keys(m)) }
+const QuantileAccuracy = quantile.Accuracy

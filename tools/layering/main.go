@@ -7,7 +7,7 @@
 //   - libs imports no service and no CLI; proto imports only proto;
 //   - a core package (internal/core of a service, and the pure libs the
 //     featurizer, featureserver and offline share: tiles, aggregate,
-//     featurespec, cdc, jsonenc) depends, even indirectly, on no adapter:
+//     featurespec, cdc, jsonenc, quantile) depends, even indirectly, on no adapter:
 //     no network, database, Kafka or storage client, no service
 //     lifecycle.
 //
@@ -51,6 +51,7 @@ var corePackages = []string{
 	Repo + "/libs/featurespec",
 	Repo + "/libs/cdc",
 	Repo + "/libs/jsonenc",
+	Repo + "/libs/quantile",
 }
 
 // stdAdapters are the standard library packages that do network,

@@ -4,9 +4,12 @@
 // it implements the subset of CQL the featureserver uses: CREATE KEYSPACE,
 // CREATE TABLE with a compound primary key, INSERT ... USING TTL, SELECT
 // with equality on the partition key, ordered by the clustering columns,
-// prepared statements and batches, plus the system tables a driver reads
-// on connect (one node owning one token). Anything else gets an error
-// frame, never silence.
+// with LIMIT and paging (the page size of the request; the paging state
+// continues after the last row's clustering key), prepared statements
+// with typed bind markers and batches, plus the system tables a driver
+// reads on connect (one node owning one token). Requests on one
+// connection are answered in order; connections are served concurrently.
+// Anything else gets an error frame, never silence.
 package cqlserver
 
 import (
@@ -835,8 +838,21 @@ func (s *Server) selectRows(t *table, st *statement, o *message.QueryOptions) me
 		}
 		want[t.colIdx[w.col]] = v
 	}
+	// A later page continues after the last row of the one before, by
+	// clustering key (rows written in between are seen when they sort
+	// after it), and counts what it returned against LIMIT.
+	var after [][]byte
+	returned := 0
+	if len(o.PagingState) > 0 {
+		var err error
+		if returned, after, err = t.decodePagingState(o.PagingState); err != nil {
+			return &message.ProtocolError{ErrorMessage: "invalid value for the paging state: " + err.Error()}
+		}
+	}
 	now := s.clock()
 	var data message.RowSet
+	var last *row
+	more := false
 	s.mu.Lock()
 	if p := t.partitions[t.partitionKey(want)]; p != nil {
 	rows:
@@ -849,14 +865,22 @@ func (s *Server) selectRows(t *table, st *statement, o *message.QueryOptions) me
 					continue rows
 				}
 			}
+			if after != nil && t.compareCK(r.vals, after) <= 0 {
+				continue
+			}
+			if st.limit > 0 && returned+len(data) >= st.limit {
+				break
+			}
+			if o.PageSize > 0 && len(data) == int(o.PageSize) {
+				more = true
+				break
+			}
 			out := make(message.Row, len(st.sel))
 			for i, c := range st.sel {
 				out[i] = r.vals[t.colIdx[c]]
 			}
 			data = append(data, out)
-			if st.limit > 0 && len(data) == st.limit {
-				break
-			}
+			last = r
 		}
 	}
 	s.mu.Unlock()
@@ -864,7 +888,46 @@ func (s *Server) selectRows(t *table, st *statement, o *message.QueryOptions) me
 	if o.SkipMetadata {
 		md = &message.RowsMetadata{ColumnCount: int32(len(st.sel))}
 	}
+	if more {
+		md.PagingState = t.encodePagingState(returned+len(data), last.vals)
+	}
 	return &message.RowsResult{Metadata: md, Data: data}
+}
+
+// encodePagingState writes the rows returned so far and the clustering
+// key of the last one.
+func (t *table) encodePagingState(returned int, vals [][]byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(returned))
+	for _, i := range t.ck {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(vals[i])))
+		b = append(b, vals[i]...)
+	}
+	return b
+}
+
+// decodePagingState reads what encodePagingState wrote.
+func (t *table) decodePagingState(b []byte) (int, [][]byte, error) {
+	if len(b) < 4 {
+		return 0, nil, fmt.Errorf("%d bytes", len(b))
+	}
+	returned := int(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	vals := make([][]byte, len(t.cols))
+	for _, i := range t.ck {
+		if len(b) < 4 {
+			return 0, nil, errors.New("truncated clustering key")
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n > len(b)-4 {
+			return 0, nil, errors.New("truncated clustering key")
+		}
+		vals[i] = b[4 : 4+n]
+		b = b[4+n:]
+	}
+	if len(b) != 0 {
+		return 0, nil, fmt.Errorf("%d bytes after the clustering key", len(b))
+	}
+	return returned, vals, nil
 }
 
 // ---- system tables
