@@ -1,7 +1,9 @@
 // Package kafka is Tributary's Kafka client on segmentio/kafka-go: a batching
 // producer that waits for acknowledgement from all in-sync replicas, a
 // consumer-group consumer that commits offsets only after the records were
-// processed (and flushed), and W3C trace context carried in message headers.
+// processed (and flushed), W3C trace context carried in message headers, and,
+// given a tracer, producer and consumer spans by the OpenTelemetry messaging
+// conventions for the records whose trace is sampled (trace.go).
 package kafka
 
 import (

@@ -251,3 +251,19 @@ func wantAttr(t *testing.T, attrs []attribute.KeyValue, key, want string) {
 		t.Errorf("%s = %q (present %v), want %q", key, v.Emit(), ok, want)
 	}
 }
+
+// BenchmarkSampled is the per-record cost of tracing for an unsampled
+// record (one header: its traceparent).
+func BenchmarkSampled(b *testing.B) {
+	m := Message{Headers: []Header{{Key: traceparent, Value: []byte("00-0102030405060708090a0b0c0d0e0f10-0102030405060708-00")}}}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		if Sampled(&m) {
+			n++
+		}
+	}
+	if n != 0 {
+		b.Fatal("unsampled record reported sampled")
+	}
+}

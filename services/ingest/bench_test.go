@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	kafkago "github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/testutil"
@@ -43,17 +44,28 @@ func topicEnd(ctx context.Context, broker, topic string) (int64, error) {
 // for reading the stream on this machine.
 func BenchmarkPostgresToKafka(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		benchBurst(b)
+		benchBurst(b, false)
 	}
 }
 
-func benchBurst(b *testing.B) {
+// BenchmarkPostgresToKafkaTraced is BenchmarkPostgresToKafka with spans
+// exported (to a no-op exporter): one span per transaction of 10k rows.
+func BenchmarkPostgresToKafkaTraced(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		benchBurst(b, true)
+	}
+}
+
+func benchBurst(b *testing.B, traced bool) {
 	b.StopTimer()
 	e := newEnvTB(b)
 	rows := benchRows()
 	tbl := e.table("burst")
 	e.exec(`CREATE TABLE ` + tbl + ` (txn_id bigint PRIMARY KEY, user_id text, merchant_id text, amount numeric(12,2), currency text, created_at timestamptz)`)
 	cfg := e.config(tbl)
+	if traced {
+		cfg.Common.SpanExporter = tracetest.NewNoopExporter()
+	}
 	// Create slot and publication (no rows yet), then stop.
 	r := start(b, cfg, ingest.Deps{})
 	r.waitReady(b)
