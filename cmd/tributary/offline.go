@@ -80,6 +80,7 @@ func skewCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&since, "since", "", "only predictions made at or after this time: RFC 3339, or a duration ago (e.g. 15m)")
 	fs.StringVar(&until, "until", "", "only predictions made before this time: RFC 3339, or a duration ago")
 	fs.IntVar(&j.Examples, "examples", 3, "differing values shown per feature")
+	brokers := fs.String("kafka-brokers", "127.0.0.1:9092", "Kafka, asked how far the archive is complete (predictions after that are not checked); empty skips the check")
 	fs.IntVar(&j.Partitions, "repartition-partitions", 0, "the featurizer's --repartition-partitions, if changed from its default")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -98,6 +99,7 @@ func skewCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	j.Archive = archiveURL(j.Archive)
+	j.KafkaBrokers = offline.SplitRefs(*brokers)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := offline.RunSkew(ctx, j)

@@ -131,3 +131,24 @@ func CommittedOffsets(ctx context.Context, brokers []string, group, topic string
 	}
 	return out, nil
 }
+
+// EndOffset is the offset the next record of topic's partition will get
+// (the high watermark), asked of the partition's leader.
+func EndOffset(ctx context.Context, brokers []string, topic string, partition int) (int64, error) {
+	if len(brokers) == 0 {
+		return 0, fmt.Errorf("end offset of %s/%d: no brokers", topic, partition)
+	}
+	conn, err := kafkago.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return 0, fmt.Errorf("end offset of %s/%d: %w", topic, partition, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	end, err := conn.ReadLastOffset()
+	if err != nil {
+		return 0, fmt.Errorf("end offset of %s/%d: %w", topic, partition, err)
+	}
+	return end, nil
+}

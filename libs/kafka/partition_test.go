@@ -47,6 +47,14 @@ func TestPartitionReaderAndStandaloneCommits(t *testing.T) {
 	if len(all) < 3 {
 		t.Fatalf("partition 0 has %d records; the test needs 3", len(all))
 	}
+	if end, err := EndOffset(ctx, brokers, "t", 0); err != nil || end != all[len(all)-1].Offset+1 {
+		t.Fatalf("end offset of t/0: %d %v, want %d", end, err, all[len(all)-1].Offset+1)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if _, err := EndOffset(nctx, brokers, "t", 7); err == nil {
+		t.Fatal("end offset of a partition that does not exist: no error")
+	}
+	cancel()
 	r, err := NewPartitionReader(brokers, "t", 0, 2)
 	if err != nil {
 		t.Fatal(err)

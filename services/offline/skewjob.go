@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/featurespec"
@@ -33,10 +35,34 @@ type SkewJob struct {
 	Partitions int
 	// Examples is how many differing values to show per feature.
 	Examples int
+	// KafkaBrokers, when set, are asked how far the archive is complete:
+	// predictions after that are not checked (their features may need
+	// records the archiver has not written yet).
+	KafkaBrokers []string
 }
 
 // SkewReport is the skew of one model's features.
-type SkewReport = skew.Report
+type SkewReport struct {
+	*skew.Report
+	// Completeness is how far the archive was complete (zero when Kafka
+	// was not asked), and Later the predictions after it, not checked.
+	Completeness Completeness
+	Later        int
+}
+
+func (r *SkewReport) String() string {
+	s := r.Report.String()
+	switch {
+	case r.Completeness.Through.IsZero():
+		s += "archive completeness not checked (no --kafka-brokers): predictions whose features need records the archiver has not written yet show as skew\n"
+	case r.Completeness.Bound != "":
+		s += fmt.Sprintf("archive complete through %s (bound by %s); %d later predictions not checked\n",
+			r.Completeness.Through.UTC().Format(time.RFC3339Nano), r.Completeness.Bound, r.Later)
+	default:
+		s += "archive complete: every source partition is archived to its end\n"
+	}
+	return s
+}
 
 // Validate names the first missing field.
 func (j SkewJob) Validate() error {
@@ -77,8 +103,49 @@ func RunSkew(ctx context.Context, j SkewJob) (*SkewReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return skew.Compute(ctx, skew.Request{Views: views, Configs: configs, Predictions: preds, History: ArchiveHistory(arch),
+	out := &SkewReport{}
+	if len(j.KafkaBrokers) > 0 {
+		if out.Completeness, err = ArchivedThrough(ctx, arch, j.KafkaBrokers, sourceTopics(views, configs), time.Now()); err != nil {
+			return nil, fmt.Errorf("archive completeness (--kafka-brokers %v; empty skips the check): %w", j.KafkaBrokers, err)
+		}
+		through := out.Completeness.Through.UnixMilli()
+		kept := preds[:0]
+		for _, p := range preds {
+			if p.TimeMs <= through {
+				kept = append(kept, p)
+			} else {
+				out.Later++
+			}
+		}
+		preds = kept
+	}
+	out.Report, err = skew.Compute(ctx, skew.Request{Views: views, Configs: configs, Predictions: preds, History: ArchiveHistory(arch),
 		Partitions: j.Partitions, Examples: j.Examples})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sourceTopics are the source topics of the views the model's inputs read.
+func sourceTopics(views []*featurespec.View, configs map[string]*modelrepo.Config) []string {
+	byName := map[string]*featurespec.View{}
+	for _, v := range views {
+		byName[v.Name] = v
+	}
+	var topics []string
+	seen := map[string]bool{}
+	for _, c := range configs {
+		for _, in := range c.Inputs {
+			view, _, _ := strings.Cut(in.Feature, ":")
+			if v := byName[view]; v != nil && !seen[v.Source.Topic] {
+				seen[v.Source.Topic] = true
+				topics = append(topics, v.Source.Topic)
+			}
+		}
+	}
+	slices.Sort(topics)
+	return topics
 }
 
 // modelConfigs reads a model's config.yaml files: the model's own ("")

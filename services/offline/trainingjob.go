@@ -148,7 +148,7 @@ func ArchiveHistory(a *archive.Archive) pointintime.History {
 	})
 }
 
-// SplitRefs splits a comma list of feature refs, dropping empty items.
+// SplitRefs splits a comma list (feature refs, brokers), dropping empty items.
 func SplitRefs(s string) []string {
 	var out []string
 	for r := range strings.SplitSeq(s, ",") {
