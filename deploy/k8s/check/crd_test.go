@@ -2,8 +2,8 @@ package check
 
 import (
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The custom resources of the operators deploy/k8s relies on, with exactly
@@ -18,7 +18,7 @@ type crHeader struct {
 
 // Strimzi (kafka.strimzi.io/v1beta2).
 
-type kafka struct {
+type kafkaCluster struct {
 	crHeader
 	Spec struct {
 		Kafka struct {

@@ -45,7 +45,7 @@ type rendered struct {
 	cronJobs     []*batchv1.CronJob
 	other        []runtime.Object // namespaces, service accounts
 	// Custom resources, decoded strictly into the fields we expect.
-	kafkas         []*kafka
+	kafkas         []*kafkaCluster
 	nodePools      []*kafkaNodePool
 	topics         []*kafkaTopic
 	users          []*kafkaUser
