@@ -22,6 +22,7 @@ require (
 	github.com/tributary-ml/tributary/services/ingest v0.0.0-00010101000000-000000000000
 	github.com/tributary-ml/tributary/services/metrics v0.0.0-00010101000000-000000000000
 	github.com/tributary-ml/tributary/services/modelserver v0.0.0-00010101000000-000000000000
+	gopkg.in/yaml.v3 v3.0.1
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/kustomize/api v0.21.2
@@ -116,7 +117,6 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
 	k8s.io/utils v0.0.0-20260626114624-be93311217bd // indirect
