@@ -45,7 +45,6 @@ type checked struct {
 
 // checkService checks one Tributary service's workload in r against its code.
 func checkService(t *testing.T, r *rendered, svc serviceCode, external map[string]externalSecret) *checked {
-	t.Helper()
 	var found []workload
 	for _, w := range r.workloads() {
 		if w.name == svc.name {
@@ -270,7 +269,6 @@ func checkService(t *testing.T, r *rendered, svc serviceCode, external map[strin
 }
 
 func checkEnvRef(t *testing.T, r *rendered, svc string, e corev1.EnvVar, external map[string]externalSecret) {
-	t.Helper()
 	switch {
 	case e.ValueFrom.SecretKeyRef != nil:
 		ref := e.ValueFrom.SecretKeyRef
