@@ -571,10 +571,12 @@ func checkConnections(t *testing.T, r *rendered, svcs []*checked) {
 	}
 	// Pinot's servers consume metrics.model_minute from the plain listener.
 	if r.configMap0("pinot-init") != nil {
-		pinot := map[string]string{"app": "pinot", "component": "server"}
-		for _, k := range r.kafkas {
-			if !slices.ContainsFunc(k.Spec.Kafka.Listeners[0].NetworkPolicyPeers, func(p networkingv1.NetworkPolicyPeer) bool { return peerMatches(p, pinot, ns) }) {
-				t.Errorf("Kafka listener %s does not admit Pinot's servers", k.Spec.Kafka.Listeners[0].Name)
+		for _, component := range []string{"controller", "server"} {
+			pinot := map[string]string{"app": "pinot", "component": component}
+			for _, k := range r.kafkas {
+				if !slices.ContainsFunc(k.Spec.Kafka.Listeners[0].NetworkPolicyPeers, func(p networkingv1.NetworkPolicyPeer) bool { return peerMatches(p, pinot, ns) }) {
+					t.Errorf("Kafka listener %s does not admit Pinot's %s", k.Spec.Kafka.Listeners[0].Name, component)
+				}
 			}
 		}
 	}
@@ -663,6 +665,9 @@ func checkScaling(t *testing.T, r *rendered) {
 			t.Errorf("HorizontalPodAutoscaler %s: replicas %v..%d", h.Name, h.Spec.MinReplicas, h.Spec.MaxReplicas)
 		}
 		scaled[ref.Name] = true
+		if w := find(ref.Kind, ref.Name); w != nil && w.replicas != nil {
+			t.Errorf("%s %s sets replicas, which its HorizontalPodAutoscaler %s owns (an apply would reset them)", ref.Kind, ref.Name, h.Name)
+		}
 	}
 	if !scaled["modelserver"] {
 		t.Error("no HorizontalPodAutoscaler for the modelserver")
