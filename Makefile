@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-MODULES := proto/gen/go libs services/ingest services/featurizer services/featureserver services/modelserver services/metrics services/offline cmd/tributary tools/layering
+MODULES := proto/gen/go libs services/ingest services/featurizer services/featureserver services/modelserver services/metrics services/offline cmd/tributary tools/layering deploy/k8s/check
 BIN     := $(CURDIR)/bin
 TOOLS   := $(CURDIR)/bin/tools
 export PATH := $(TOOLS):$(PATH)

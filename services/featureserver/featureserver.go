@@ -131,6 +131,13 @@ func defaultLimits() core.Limits {
 	return l
 }
 
+// Topics returns the topics the service creates for c, with their partitions
+// and cleanup policy: features.tiles, compacted. Deployment manifests are
+// checked against it.
+func (c Config) Topics() []kafka.TopicSpec {
+	return []kafka.TopicSpec{{Name: tiles.Topic, Partitions: c.TilesPartitions, Compacted: true}}
+}
+
 // RegisterFlags adds the service's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
@@ -334,7 +341,7 @@ func (s *Service) consume(ctx context.Context) error {
 	brokers := s.cfg.Common.Brokers()
 	for {
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := kafka.EnsureTopics(tctx, brokers, kafka.TopicSpec{Name: tiles.Topic, Partitions: s.cfg.TilesPartitions, Compacted: true})
+		err := kafka.EnsureTopics(tctx, brokers, s.cfg.Topics()...)
 		cancel()
 		if err == nil {
 			break

@@ -98,6 +98,25 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Topics returns the topics the service creates for cfg and views, with
+// their partitions and cleanup policy: features.tiles (compacted), the
+// repartition topic, and every view's source topic. Deployment manifests
+// are checked against it.
+func (c Config) Topics(views []*featurespec.View) []kafka.TopicSpec {
+	specs := []kafka.TopicSpec{
+		{Name: tiles.Topic, Partitions: tiles.TopicPartitions, Compacted: true},
+		{Name: aggregate.RepartitionTopic, Partitions: c.RepartitionPartitions},
+	}
+	seen := map[string]bool{}
+	for _, v := range views {
+		if t := v.Source.Topic; !seen[t] {
+			seen[t] = true
+			specs = append(specs, kafka.TopicSpec{Name: t})
+		}
+	}
+	return specs
+}
+
 // Deps are what a caller may inject; zero values get defaults.
 type Deps struct {
 	Log *slog.Logger
@@ -177,14 +196,7 @@ func (s *Service) stream(ctx context.Context) error {
 	log := s.base.Log
 	brokers := s.cfg.Common.Brokers()
 	topics := s.eng.Topics()
-	specs := []kafka.TopicSpec{
-		{Name: tiles.Topic, Partitions: tiles.TopicPartitions, Compacted: true},
-		{Name: aggregate.RepartitionTopic, Partitions: s.cfg.RepartitionPartitions},
-	}
-	for _, t := range topics {
-		specs = append(specs, kafka.TopicSpec{Name: t})
-	}
-	if err := kafka.EnsureTopics(ctx, brokers, specs...); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, s.cfg.Topics(s.views)...); err != nil {
 		return err
 	}
 	tileOut, err := kafka.NewKeyedWriter(ctx, brokers, tiles.Topic)

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/tributary-ml/tributary/libs/config"
+	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/libs/service"
 	"github.com/tributary-ml/tributary/services/ingest/internal/app"
 	"github.com/tributary-ml/tributary/services/ingest/internal/core"
 	"github.com/tributary-ml/tributary/services/ingest/internal/pg"
+	"github.com/tributary-ml/tributary/services/ingest/internal/state"
 )
 
 // Name is the service name in logs and metrics.
@@ -146,6 +148,17 @@ func (c Config) Validate() error {
 		return errors.New("heartbeat-interval: must not be negative")
 	}
 	return nil
+}
+
+// Topics returns the topics the service creates for cfg, with their
+// partitions and cleanup policy: one change-event topic per table and the
+// snapshot-marker topic. Deployment manifests are checked against it.
+func (c Config) Topics() ([]kafka.TopicSpec, error) {
+	tables, err := pg.ParseTables(config.SplitList(c.Tables))
+	if err != nil {
+		return nil, err
+	}
+	return append(app.CDCTopics(tables), state.Spec(c.StateTopic)), nil
 }
 
 // Deps are what a caller may inject; zero values get defaults.

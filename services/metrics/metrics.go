@@ -92,6 +92,24 @@ func DefaultConfig() Config {
 	}
 }
 
+// Topics returns the topics the service creates for c, with their partitions
+// and cleanup policy: predictions, labels, the labels table's change events
+// when configured, and metrics.model_minute (compacted: Pinot upserts it and
+// the service restores itself from it). Deployment manifests are checked
+// against it.
+func (c Config) Topics() []kafka.TopicSpec {
+	topics := []kafka.TopicSpec{
+		{Name: predlog.PredictionsTopic},
+		{Name: predlog.LabelsTopic},
+		{Name: core.Topic, Compacted: true},
+	}
+	if c.LabelsCDCTopic != "" {
+		// Ingest creates it too; creating it here lets the service start first.
+		topics = append(topics, kafka.TopicSpec{Name: c.LabelsCDCTopic})
+	}
+	return topics
+}
+
 // RegisterFlags adds the service's flags to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Common.Register(fs, true)
@@ -258,16 +276,7 @@ func (s *Service) consume(ctx context.Context) error {
 	// Whatever the way out, the alerter sends what is queued and stops.
 	defer s.alerter.Close()
 	brokers := s.cfg.Common.Brokers()
-	topics := []kafka.TopicSpec{
-		{Name: predlog.PredictionsTopic},
-		{Name: predlog.LabelsTopic},
-		{Name: core.Topic, Compacted: true},
-	}
-	if s.cfg.LabelsCDCTopic != "" {
-		// Ingest creates it too; creating it here lets the service start first.
-		topics = append(topics, kafka.TopicSpec{Name: s.cfg.LabelsCDCTopic})
-	}
-	if err := kafka.EnsureTopics(ctx, brokers, topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, brokers, s.cfg.Topics()...); err != nil {
 		return err
 	}
 	rows, err := stream.Restore(ctx, brokers, core.Topic, s.log)

@@ -211,9 +211,13 @@ func (a *App) Run(ctx context.Context) error {
 	}
 }
 
-func (a *App) topics() []kafka.TopicSpec {
+func (a *App) topics() []kafka.TopicSpec { return CDCTopics(a.cfg.Tables) }
+
+// CDCTopics returns the change-event topics of tables, cdc.<schema>.<table>,
+// created with the broker's default partitions and cleanup policy.
+func CDCTopics(tables []pg.TableName) []kafka.TopicSpec {
 	specs := []kafka.TopicSpec{}
-	for _, t := range a.cfg.Tables {
+	for _, t := range tables {
 		specs = append(specs, kafka.TopicSpec{Name: "cdc." + t.Schema + "." + t.Name})
 	}
 	return specs

@@ -43,9 +43,15 @@ type Store struct {
 	}
 }
 
+// Spec is how the marker topic is created: one partition (markers of one
+// slot stay in order), compacted (only a slot's latest marker matters).
+func Spec(topic string) kafka.TopicSpec {
+	return kafka.TopicSpec{Name: topic, Partitions: 1, Compacted: true}
+}
+
 // Ensure creates the topic when missing.
 func (s *Store) Ensure(ctx context.Context) error {
-	return kafka.EnsureTopics(ctx, s.Brokers, kafka.TopicSpec{Name: s.Topic, Partitions: 1, Compacted: true})
+	return kafka.EnsureTopics(ctx, s.Brokers, Spec(s.Topic))
 }
 
 // Load returns the latest marker of slot, or false when there is none.

@@ -111,7 +111,7 @@ func (r *Repository) Reload(ctx context.Context) error {
 	old := r.cur.Load()
 	next := &model.Set{Models: map[string]*model.Entry{}, Errors: map[string]string{}}
 	for _, e := range entries {
-		if !e.IsDir() || e.Name()[0] == '.' {
+		if e.Name()[0] == '.' || !isDir(r.dir, e) {
 			continue
 		}
 		name := e.Name()
@@ -381,6 +381,21 @@ func (r *Repository) checkReferences(s *model.Set) {
 	}
 }
 
+// isDir reports whether e, an entry of dir, is a directory or a symbolic
+// link to one. A Kubernetes ConfigMap volume shows each top-level entry as
+// a link into its current data directory (..data/<name>), and git-sync
+// publishes a checkout the same way.
+func isDir(dir string, e fs.DirEntry) bool {
+	if e.IsDir() {
+		return true
+	}
+	if e.Type()&fs.ModeSymlink == 0 {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && fi.IsDir()
+}
+
 // listVersions returns the integer-named subdirectories, newest first.
 func listVersions(dir string) ([]int, error) {
 	entries, err := os.ReadDir(dir)
@@ -389,7 +404,7 @@ func listVersions(dir string) ([]int, error) {
 	}
 	var out []int
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !isDir(dir, e) {
 			continue
 		}
 		v, err := strconv.Atoi(e.Name())

@@ -211,6 +211,31 @@ func TestVersionPolicies(t *testing.T) {
 	}
 }
 
+// TestConfigMapLayoutIsServed lays the repository out the way a Kubernetes
+// ConfigMap volume does (deploy/k8s mounts the model repository so): the
+// files live under a hidden timestamped directory, ..data links to it, and
+// every top-level entry is a link through ..data.
+func TestConfigMapLayoutIsServed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "..2026_12_02_01_00_00.000000001")
+	write(t, filepath.Join(data, "lr/config.yaml"), lrConfig)
+	write(t, filepath.Join(data, "lr/1/model.json"), weights("2"))
+	if err := os.Symlink(filepath.Base(data), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "lr"), filepath.Join(dir, "lr")); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := open(t, dir)
+	if v, got := score(t, r.Snapshot()); v != 1 || got <= 0.5 {
+		t.Fatalf("served version %d scoring %v, want version 1 of the linked model", v, got)
+	}
+	if len(r.Snapshot().Errors) != 0 {
+		t.Errorf("errors %v: the hidden data directory must not be read as a model", r.Snapshot().Errors)
+	}
+}
+
 func TestReferencesToMissingModelsAreReported(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
