@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -19,6 +20,7 @@ import (
 	"github.com/tributary-ml/tributary/libs/kafkabroker"
 	"github.com/tributary-ml/tributary/libs/pgdev"
 	"github.com/tributary-ml/tributary/libs/service"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 // devCommand runs the whole platform in one process.
@@ -32,6 +34,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("sessions-per-second", demo.DefaultSessionsPerSecond, "demo workload: user sessions started per second (the example model was trained at the default)")
 	logLevel := fs.String("log-level", "error", "log level of the services: debug, info, warn or error (warn shows model-health alerts, which fire while the demo's windows fill up after a start)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
+	skewEvery := fs.Duration("skew-every", time.Minute, "how often to print the skew report's line: the features the demo's model was served against the same features computed offline from the archive (0 turns it off)")
 	otlp := fs.String("otlp-endpoint", "", "send every service's traces and metrics to this OTLP gRPC endpoint (host:port), e.g. the OpenTelemetry collector of docker-compose.yml at 127.0.0.1:4317; empty sends none")
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -59,7 +62,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if err := runDev(ctx, devOptions{
 		dataDir: *dataDir, noDemo: *noDemo, example: *example, postgres: *postgres,
-		rate: *rate, logLevel: *logLevel, every: *every, log: log, out: stdout, otlp: *otlp,
+		rate: *rate, logLevel: *logLevel, every: *every, skewEvery: *skewEvery, log: log, out: stdout, otlp: *otlp,
 	}); err != nil {
 		fmt.Fprintf(stderr, "dev: %v\n", err)
 		return 1
@@ -71,7 +74,7 @@ type devOptions struct {
 	dataDir, example, postgres, logLevel, otlp string
 	noDemo                                     bool
 	rate                                       float64
-	every                                      time.Duration
+	every, skewEvery                           time.Duration
 	log                                        *slog.Logger
 	out                                        io.Writer
 }
@@ -137,6 +140,14 @@ func runDev(ctx context.Context, o devOptions) error {
 		})
 		g.Go(func() error { return w.Run(gctx) })
 		g.Go(func() error { return summary(gctx, o.out, w, o.every) })
+		if o.skewEvery > 0 {
+			g.Go(func() error {
+				return skewLoop(gctx, o.out, o.skewEvery, offline.SkewJob{
+					FeaturesDir: filepath.Join(o.example, "features"), ModelsDir: filepath.Join(o.example, "models"),
+					Archive: st.OfflineURL, KafkaBrokers: []string{st.Kafka.Addr()},
+				})
+			})
+		}
 	}
 	err = g.Wait()
 	fmt.Fprintln(o.out, "stopped")
@@ -155,6 +166,7 @@ func printEndpoints(out io.Writer, st *stack.Stack, dsn string) {
 	fmt.Fprintf(out, "  metrics        grpc %s  admin http://%s\n", st.Metrics.GRPCAddr(), addrs["metrics"])
 	fmt.Fprintf(out, "  offline        grpc %s  admin http://%s  (archive %s)\n", st.Offline.GRPCAddr(), addrs["offline"], st.OfflineURL)
 	fmt.Fprintf(out, "  featurizer     admin http://%s\n", addrs["featurizer"])
+	fmt.Fprintf(out, "  skew report    go run ./cmd/tributary skew --model %s --offline %s\n", demoModel, strings.TrimPrefix(st.OfflineURL, "file://"))
 	if a, ok := addrs["ingest"]; ok {
 		fmt.Fprintf(out, "  ingest         admin http://%s\n", a)
 	}
@@ -183,6 +195,34 @@ func summary(ctx context.Context, out io.Writer, w *demo.Workload, every time.Du
 				now.Format("15:04:05"), float64(ev-lastEvents)/secs, float64(pr-lastPreds)/secs,
 				p99.Round(10*time.Microsecond), fr, w.Stats.Labels.Load(), w.Stats.Errors.Load())
 			lastEvents, lastPreds, last = ev, pr, now
+		}
+	}
+}
+
+// demoModel is the model the demo workload calls.
+const demoModel = "fraud_lr"
+
+// skewLoop checks, every interval, the features the demo's model was
+// served against the same features computed offline from the archive, and
+// prints one line.
+func skewLoop(ctx context.Context, out io.Writer, every time.Duration, j offline.SkewJob) error {
+	j.Model = demoModel
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			rep, err := offline.RunSkew(ctx, j)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				fmt.Fprintf(out, "%s  skew %s: %v\n", now.Format("15:04:05"), j.Model, err)
+				continue
+			}
+			fmt.Fprintf(out, "%s  skew %s: %s\n", now.Format("15:04:05"), j.Model, rep.Line())
 		}
 	}
 }

@@ -50,6 +50,27 @@ type SkewReport struct {
 	Later        int
 }
 
+// Line sums the report up in one line.
+func (r *SkewReport) Line() string {
+	var compared, differ, inFlight int
+	var maxLag time.Duration
+	for _, f := range r.Features {
+		compared += f.Compared
+		differ += f.Differ
+		inFlight += f.InFlight
+		maxLag = max(maxLag, f.MaxLag)
+	}
+	s := fmt.Sprintf("%d of %d served feature values differ from offline (%d predictions; %d in flight", differ, compared, r.Predictions, inFlight)
+	if inFlight > 0 {
+		s += fmt.Sprintf(", max lag %s", maxLag)
+	}
+	s += ")"
+	if r.Later > 0 {
+		s += fmt.Sprintf("; %d newer predictions wait for the archive", r.Later)
+	}
+	return s
+}
+
 func (r *SkewReport) String() string {
 	s := r.Report.String()
 	switch {
