@@ -53,6 +53,9 @@ type Config struct {
 	OTLPEndpoint string
 	// SpanExporter receives every service's spans (tests).
 	SpanExporter sdktrace.SpanExporter
+	// ArchiveRollInterval is the offline archiver's --roll-interval (0: its
+	// default); tests make it short.
+	ArchiveRollInterval time.Duration
 }
 
 // Stack is the started stack; Run runs it.
@@ -148,6 +151,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	of.Common.AdminAddr = addrOf("offline", "admin-addr", of.Common.AdminAddr)
 	of.Common.GRPCAddr = addrOf("offline", "grpc-addr", of.Common.GRPCAddr)
 	of.Features = cfg.FeaturesDir
+	if cfg.ArchiveRollInterval > 0 {
+		of.RollInterval = cfg.ArchiveRollInterval
+	}
 	offlineDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "offline"))
 	if err != nil {
 		return nil, fmt.Errorf("offline: %w", err)

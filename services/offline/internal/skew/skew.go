@@ -25,10 +25,13 @@ import (
 	"github.com/tributary-ml/tributary/services/offline/internal/pointintime"
 )
 
-// DefaultLags are the in-flight allowances tried, smallest first.
+// DefaultLags are the in-flight allowances tried, smallest first: how much
+// later than its records' arrival a value may have become servable (the
+// featurizer's flush, Kafka, the featureserver's apply; seconds on a
+// loaded machine).
 var DefaultLags = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
 	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
-	time.Second, 2 * time.Second}
+	time.Second, 2 * time.Second, 5 * time.Second}
 
 // Request is one skew computation.
 type Request struct {
