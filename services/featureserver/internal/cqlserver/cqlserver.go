@@ -447,6 +447,20 @@ func splitTop(s string) []string {
 	return out
 }
 
+// reserved are the reserved words of CQL (Apache Cassandra 5.0's
+// cql3/reserved_keywords.txt): a real server refuses them as unquoted
+// column names, so this one does too.
+var reserved = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`ADD ALLOW ALTER AND APPLY ASC AUTHORIZE BATCH BEGIN BY COLUMNFAMILY CREATE
+		DELETE DESC DESCRIBE DROP ENTRIES EXECUTE FROM FULL GRANT IF IN INDEX INFINITY INSERT INTO IS
+		KEYSPACE LIMIT MATERIALIZED MODIFY NAN NORECURSIVE NOT NULL OF ON OR ORDER PRIMARY RENAME
+		REVOKE SCHEMA SELECT SET TABLE TO TOKEN TRUNCATE UNLOGGED UPDATE USE USING VIEW WHERE WITH`) {
+		m[w] = true
+	}
+	return m
+}()
+
 func parseCreateTable(q, ks string) (*statement, error) {
 	m := reCreateTable.FindStringSubmatchIndex(q)
 	name := q[m[4]:m[5]]
@@ -480,6 +494,9 @@ func parseCreateTable(q, ks string) (*statement, error) {
 		f := strings.Fields(part)
 		if len(f) < 2 {
 			return nil, syntaxErr("bad column definition %q", part)
+		}
+		if reserved[strings.ToUpper(f[0])] {
+			return nil, syntaxErr("no viable alternative at input '%s': %s is a reserved word of CQL (quote it or pick another name)", f[0], strings.ToUpper(f[0]))
 		}
 		typ, ok := types[strings.ToLower(f[1])]
 		if !ok {

@@ -159,8 +159,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:     cfg,
 		session: session,
-		insert:  "INSERT INTO " + tbl + " (view, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view = ? AND entity = ?",
+		insert:  "INSERT INTO " + tbl + " (view_name, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
+		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view_name = ? AND entity = ?",
 		cache:   newTileCache(cfg.TileCacheBytes),
 		compact: core.NewTileCompactor(),
 	}
@@ -175,8 +175,10 @@ func (s *Store) createSchema(ctx context.Context) error {
 	stmts := []string{
 		"CREATE KEYSPACE IF NOT EXISTS " + s.cfg.Keyspace + " WITH replication = " + s.cfg.Replication,
 		"CREATE TABLE IF NOT EXISTS " + s.cfg.Keyspace + ".tiles (" +
-			"view text, entity text, res_ms bigint, start_ms bigint, max_event_ms bigint, features blob, " +
-			"PRIMARY KEY ((view, entity), res_ms, start_ms)" +
+			// view_name, not view: VIEW is a reserved word of CQL (Cassandra
+			// refuses it unquoted; the in-process CQL server does too).
+			"view_name text, entity text, res_ms bigint, start_ms bigint, max_event_ms bigint, features blob, " +
+			"PRIMARY KEY ((view_name, entity), res_ms, start_ms)" +
 			") WITH CLUSTERING ORDER BY (res_ms ASC, start_ms ASC)",
 	}
 	for _, st := range stmts {
