@@ -45,6 +45,7 @@ suite() {
   printf '   %s: %ds, log %s\n' "$name" $((SECONDS - t0)) "$log"
 }
 
+suite kafka-clients libs '.' ./kafka/
 suite cql-store-conformance services/featureserver 'TestConformanceOnScyllaDB' ./internal/store/scylla/
 
 if ((${#failed[@]})); then

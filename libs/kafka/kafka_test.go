@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tributary-ml/tributary/libs/testutil"
@@ -258,5 +261,56 @@ func TestIdleStreamIsFlushedWithoutWaitingForTheInterval(t *testing.T) {
 		if tc.IsValid() {
 			t.Fatalf("IgnoreTrace: the handler got a record's trace %s", tc.TraceID())
 		}
+	}
+}
+
+// TestWriteWaitsForATopicBeingCreated: Apache Kafka answers the metadata
+// request that auto-creates a topic with UNKNOWN_TOPIC_OR_PARTITION (or
+// LEADER_NOT_AVAILABLE) until the topic exists; the first write to a new
+// topic must wait for it, not fail. (Found on real Kafka: the embedded
+// broker creates the topic before it answers.)
+func TestWriteWaitsForATopicBeingCreated(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := testutil.Context(t, 30*time.Second)
+	var refused atomic.Int64
+	codes := []int16{3 /* UNKNOWN_TOPIC_OR_PARTITION */, 5 /* LEADER_NOT_AVAILABLE */}
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		n := refused.Load()
+		if n >= int64(len(codes)) {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		mr := req.(*kmsg.MetadataRequest)
+		resp := mr.ResponseKind().(*kmsg.MetadataResponse)
+		for _, rt := range mr.Topics {
+			st := kmsg.NewMetadataResponseTopic()
+			st.Topic = rt.Topic
+			st.ErrorCode = codes[n]
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	p, err := NewProducer(ProducerConfig{Brokers: c.ListenAddrs(), Topic: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	if err := p.Write(ctx, Message{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() != int64(len(codes)) {
+		t.Fatalf("%d metadata requests refused, want %d", refused.Load(), len(codes))
+	}
+	n := 0
+	if _, err := ReadAll(ctx, c.ListenAddrs(), "late", func(kafkago.Message) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("%d records on the topic, want 1", n)
 	}
 }
