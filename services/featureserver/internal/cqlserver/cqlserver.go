@@ -45,8 +45,10 @@ type Server struct {
 	prepared map[string]*statement
 	conns    map[net.Conn]struct{}
 	requests map[string]int // statement kind → count, for tests
-	wg       sync.WaitGroup
-	closed   bool
+	// schemaDelay is how long a CREATE statement takes to answer.
+	schemaDelay time.Duration
+	wg          sync.WaitGroup
+	closed      bool
 }
 
 // Start listens on a free port of 127.0.0.1.
@@ -64,6 +66,15 @@ func Start(log *slog.Logger) (*Server, error) {
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
+}
+
+// SetSchemaDelay makes CREATE KEYSPACE and CREATE TABLE answer after d, as
+// on a real server, where a schema change is agreed by the cluster and
+// takes far longer than a read or write (Apache Cassandra: seconds).
+func (s *Server) SetSchemaDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.schemaDelay = d
 }
 
 // SetClock replaces the clock TTLs are counted with.
@@ -179,6 +190,12 @@ func (s *Server) handle(m message.Message, keyspace *string) message.Message {
 		if st.kind == kindUse {
 			*keyspace = st.keyspace
 			return &message.SetKeyspaceResult{Keyspace: st.keyspace}
+		}
+		if st.kind == kindCreateKeyspace || st.kind == kindCreateTable {
+			s.mu.Lock()
+			d := s.schemaDelay
+			s.mu.Unlock()
+			time.Sleep(d) // the server's own latency, not the test's synchronisation
 		}
 		return s.exec(st, options(m.Options))
 	case *message.Prepare:
