@@ -111,10 +111,22 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	// cleanup policy; a topic we rely on being compacted must be.
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
 	for _, t := range topics {
-		if t.Compacted {
-			if err := ensureCompacted(ctx, client, t.Name); err != nil {
+		if !t.Compacted {
+			continue
+		}
+		// Apache Kafka answers for a topic it has just created with
+		// UNKNOWN_TOPIC_OR_PARTITION until every broker knows it (the
+		// embedded broker knows it at once, which hid this).
+		backoff := 20 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			err := ensureCompacted(ctx, client, t.Name)
+			if err == nil {
+				break
+			}
+			if attempt >= topicAttempts || !errors.Is(err, kafkago.UnknownTopicOrPartition) || !waitBackoff(ctx, backoff) {
 				return err
 			}
+			backoff = min(2*backoff, time.Second)
 		}
 	}
 	return nil

@@ -314,3 +314,39 @@ func TestWriteWaitsForATopicBeingCreated(t *testing.T) {
 		t.Fatalf("%d records on the topic, want 1", n)
 	}
 }
+
+// TestEnsureTopicsWaitsForANewTopic: right after creating a topic, Apache
+// Kafka may answer a request about it with UNKNOWN_TOPIC_OR_PARTITION
+// (brokers learn of it a little later); making it compacted must wait for
+// that, not fail. (Found on real Kafka; the embedded broker knows a topic
+// as soon as it is created.)
+func TestEnsureTopicsWaitsForANewTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := testutil.Context(t, 30*time.Second)
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.DescribeConfigs), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if refused.Load() >= 2 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		dr := req.(*kmsg.DescribeConfigsRequest)
+		resp := dr.ResponseKind().(*kmsg.DescribeConfigsResponse)
+		for _, r := range dr.Resources {
+			rr := kmsg.NewDescribeConfigsResponseResource()
+			rr.ResourceType, rr.ResourceName, rr.ErrorCode = r.ResourceType, r.ResourceName, 3 /* UNKNOWN_TOPIC_OR_PARTITION */
+			resp.Resources = append(resp.Resources, rr)
+		}
+		return resp, nil, true
+	})
+	if err := EnsureTopics(ctx, c.ListenAddrs(), TopicSpec{Name: "fresh", Partitions: 1, Compacted: true}); err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() != 2 {
+		t.Fatalf("%d describe requests refused, want 2", refused.Load())
+	}
+}
