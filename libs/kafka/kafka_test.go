@@ -350,3 +350,59 @@ func TestEnsureTopicsWaitsForANewTopic(t *testing.T) {
 		t.Fatalf("%d describe requests refused, want 2", refused.Load())
 	}
 }
+
+// TestReadAllWaitsForAPartitionLeader: the partitions of a topic Apache
+// Kafka has just created answer NOT_LEADER_OR_FOLLOWER until their leader
+// has loaded them; a restore (ReadAll) must wait, not fail the service.
+// (Found on real Kafka: the featurizer stopped with "restore tiles: read
+// offsets: Not Leader For Partition".)
+func TestReadAllWaitsForAPartitionLeader(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := testutil.Context(t, 30*time.Second)
+	p, err := NewProducer(ProducerConfig{Brokers: c.ListenAddrs(), Topic: "young"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []Message
+	for i := range 20 {
+		msgs = append(msgs, Message{Key: []byte(fmt.Sprint("k", i)), Value: []byte("v")})
+	}
+	if err := p.Write(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if refused.Load() >= 3 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		lr := req.(*kmsg.ListOffsetsRequest)
+		resp := lr.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range lr.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, 6 /* NOT_LEADER_OR_FOLLOWER */
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	n, err := ReadAll(ctx, c.ListenAddrs(), "young", func(Message) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(msgs) || refused.Load() != 3 {
+		t.Fatalf("read %d records with %d offset requests refused, want %d with 3", n, refused.Load(), len(msgs))
+	}
+}
