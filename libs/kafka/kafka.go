@@ -107,9 +107,12 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	if err := waitTopics(ctx, brokers, topics); err != nil {
+		return err
+	}
 	// A topic that existed before (auto-created by a consumer, say) keeps its
 	// cleanup policy; a topic we rely on being compacted must be.
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
 	for _, t := range topics {
 		if !t.Compacted {
 			continue
@@ -127,6 +130,58 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 				return err
 			}
 			backoff = min(2*backoff, time.Second)
+		}
+	}
+	return nil
+}
+
+// waitTopics returns when the cluster's metadata lists every topic with a
+// leader for each partition: Apache Kafka answers CreateTopics before its
+// brokers know the new topic, and a service's next request about it
+// (partition count, offsets) would fail with UNKNOWN_TOPIC_OR_PARTITION.
+// (The embedded broker knows a topic as soon as it is created.)
+func waitTopics(ctx context.Context, brokers []string, topics []TopicSpec) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := topicsReady(ctx, brokers, names)
+		if err == nil {
+			return nil
+		}
+		if attempt >= topicAttempts || !waitBackoff(ctx, backoff) {
+			return fmt.Errorf("created topics not ready: %w", err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// topicsReady says which of names a broker's metadata does not list with a
+// leader for every partition, if any. It asks a fresh connection: the
+// kafka-go Client answers metadata from a cache.
+func topicsReady(ctx context.Context, brokers []string, names []string) error {
+	var d kafkago.Dialer
+	conn, err := d.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	parts, err := conn.ReadPartitions(names...)
+	if err != nil {
+		return err
+	}
+	count := map[string]int{}
+	for _, p := range parts {
+		if p.Error != nil || p.Leader.ID < 0 {
+			return fmt.Errorf("topic %s partition %d: no leader (%v)", p.Topic, p.ID, p.Error)
+		}
+		count[p.Topic]++
+	}
+	for _, n := range names {
+		if count[n] == 0 {
+			return fmt.Errorf("topic %s: not listed", n)
 		}
 	}
 	return nil

@@ -406,3 +406,38 @@ func TestReadAllWaitsForAPartitionLeader(t *testing.T) {
 		t.Fatalf("read %d records with %d offset requests refused, want %d with 3", n, refused.Load(), len(msgs))
 	}
 }
+
+// TestEnsureTopicsReturnsWhenTheTopicsAreListed: Apache Kafka answers
+// CreateTopics before its brokers list the new topic; EnsureTopics must
+// return only once they do, so the service's next request about the topic
+// (its partition count) does not fail. (Found on real Kafka: the
+// featurizer stopped with "partitions of featurizer.repartition: Unknown
+// Topic Or Partition".)
+func TestEnsureTopicsReturnsWhenTheTopicsAreListed(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := testutil.Context(t, 30*time.Second)
+	var refused atomic.Int64
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mr := req.(*kmsg.MetadataRequest)
+		if refused.Load() >= 2 || len(mr.Topics) != 1 || mr.Topics[0].Topic == nil || *mr.Topics[0].Topic != "listed" {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := mr.ResponseKind().(*kmsg.MetadataResponse)
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.ErrorCode = mr.Topics[0].Topic, 3 /* UNKNOWN_TOPIC_OR_PARTITION */
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+	if err := EnsureTopics(ctx, c.ListenAddrs(), TopicSpec{Name: "listed", Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() != 2 {
+		t.Fatalf("EnsureTopics returned after %d metadata answers without the topic, want it to wait through 2", refused.Load())
+	}
+}
