@@ -105,7 +105,7 @@ test-infra: ## the real-server tier on the servers of infra-up: store conformanc
 .PHONY: demo-infra
 demo-infra: ## `tributary dev` against the servers of infra-up instead of the embedded broker and store (Ctrl-C stops)
 	@eval "$$(deploy/local/infra.sh env)" && deploy/local/infra.sh status && \
-	go run ./cmd/tributary dev --kafka-brokers "$$TRIBUTARY_TEST_KAFKA_BROKERS" --store scylla --scylla-hosts "$$TRIBUTARY_SCYLLA_HOSTS"
+	go run ./cmd/tributary dev --kafka-brokers "$$TRIBUTARY_TEST_KAFKA_BROKERS" --scylla-hosts "$$TRIBUTARY_SCYLLA_HOSTS"
 
 .PHONY: up
 up: ## start the production-shaped stack with docker compose (needs a Docker engine)

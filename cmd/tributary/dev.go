@@ -32,6 +32,9 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	rate := fs.Float64("sessions-per-second", demo.DefaultSessionsPerSecond, "demo workload: user sessions started per second (the example model was trained at the default)")
 	logLevel := fs.String("log-level", "error", "log level of the services: debug, info, warn or error (warn shows model-health alerts, which fire while the demo's windows fill up after a start)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
+	kafkaBrokers := fs.String("kafka-brokers", "", "use this Kafka cluster (comma-separated bootstrap brokers, e.g. 127.0.0.1:29092 of make infra-up) instead of starting the embedded broker")
+	scyllaHosts := fs.String("scylla-hosts", "", "keep the online features in this ScyllaDB or other CQL server (comma-separated hosts, e.g. 127.0.0.1:9042 of make infra-up) instead of the embedded store")
+	scyllaKeyspace := fs.String("scylla-keyspace", "tributary", "keyspace of the online features with --scylla-hosts")
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -53,6 +56,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	if err := runDev(ctx, devOptions{
 		dataDir: *dataDir, noDemo: *noDemo, example: *example, postgres: *postgres,
 		rate: *rate, logLevel: *logLevel, every: *every, log: log, out: stdout,
+		kafkaBrokers: *kafkaBrokers, scyllaHosts: *scyllaHosts, scyllaKeyspace: *scyllaKeyspace,
 	}); err != nil {
 		fmt.Fprintf(stderr, "dev: %v\n", err)
 		return 1
@@ -61,12 +65,13 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 type devOptions struct {
-	dataDir, example, postgres, logLevel string
-	noDemo                               bool
-	rate                                 float64
-	every                                time.Duration
-	log                                  *slog.Logger
-	out                                  io.Writer
+	dataDir, example, postgres, logLevel      string
+	kafkaBrokers, scyllaHosts, scyllaKeyspace string
+	noDemo                                    bool
+	rate                                      float64
+	every                                     time.Duration
+	log                                       *slog.Logger
+	out                                       io.Writer
 }
 
 func runDev(ctx context.Context, o devOptions) error {
@@ -105,6 +110,10 @@ func runDev(ctx context.Context, o devOptions) error {
 		ModelsDir:   filepath.Join(o.example, "models"),
 		LogLevel:    o.logLevel,
 		Log:         o.log,
+
+		KafkaBrokers:   o.kafkaBrokers,
+		ScyllaHosts:    o.scyllaHosts,
+		ScyllaKeyspace: o.scyllaKeyspace,
 	})
 	if err != nil {
 		return err
@@ -123,7 +132,7 @@ func runDev(ctx context.Context, o devOptions) error {
 	var w *demo.Workload
 	if !o.noDemo {
 		w = demo.NewWorkload(demo.WorkloadConfig{
-			PostgresDSN: dsn, Brokers: []string{st.Kafka.Addr()},
+			PostgresDSN: dsn, Brokers: config.SplitList(st.KafkaAddr()),
 			ModelserverAddr: st.Modelserver.GRPCAddr(), FeatureserverAddr: st.Featureserver.GRPCAddr(),
 			SessionsPerSecond: o.rate, Seed: uint64(time.Now().UnixNano()), Log: o.log,
 		})
@@ -137,7 +146,11 @@ func runDev(ctx context.Context, o devOptions) error {
 
 func printEndpoints(out io.Writer, st *stack.Stack, dsn string) {
 	fmt.Fprintf(out, "tributary dev is running (Ctrl-C stops)\n")
-	fmt.Fprintf(out, "  kafka          %s\n", st.Kafka.Addr())
+	kind := "embedded"
+	if st.Kafka == nil {
+		kind = "external"
+	}
+	fmt.Fprintf(out, "  kafka          %s (%s)\n", st.KafkaAddr(), kind)
 	if dsn != "" {
 		fmt.Fprintf(out, "  postgres       %s\n", dsn)
 	}

@@ -47,6 +47,7 @@ suite() {
 
 suite kafka-clients libs '.' ./kafka/
 suite cql-store-conformance services/featureserver 'TestConformanceOnScyllaDB' ./internal/store/scylla/
+suite end-to-end cmd/tributary 'TestEndToEnd' .
 
 if ((${#failed[@]})); then
   echo "test-infra: failed: ${failed[*]}" >&2

@@ -41,11 +41,21 @@ type Config struct {
 	ModelsDir   string
 	LogLevel    string
 	Log         *slog.Logger
+	// KafkaBrokers, when set, is an external Kafka cluster (comma-separated
+	// bootstrap brokers) the services use; no embedded broker is started.
+	KafkaBrokers string
+	// ScyllaHosts, when set, puts the featureserver's tiles in this
+	// ScyllaDB (or any CQL server, e.g. the Cassandra of `make infra-up`),
+	// keyspace ScyllaKeyspace (default tributary), instead of the embedded store.
+	ScyllaHosts    string
+	ScyllaKeyspace string
 }
 
 // Stack is the started stack; Run runs it.
 type Stack struct {
+	// Kafka is the embedded broker; nil with an external cluster.
 	Kafka         *kafkabroker.Broker
+	brokers       string
 	Ingest        *ingest.Service
 	Featurizer    *featurizer.Service
 	Featureserver *featureserver.Service
@@ -62,22 +72,26 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
-	kcfg := kafkabroker.DefaultConfig()
-	kcfg.DataDir = filepath.Join(cfg.DataDir, "kafka")
-	if cfg.FreePorts {
-		kcfg.Port = 0
+	s := &Stack{brokers: cfg.KafkaBrokers}
+	if cfg.KafkaBrokers == "" {
+		kcfg := kafkabroker.DefaultConfig()
+		kcfg.DataDir = filepath.Join(cfg.DataDir, "kafka")
+		if cfg.FreePorts {
+			kcfg.Port = 0
+		}
+		broker, err := kafkabroker.Start(kcfg, log.With("service", "kafka"))
+		if err != nil {
+			return nil, err
+		}
+		s.Kafka, s.brokers = broker, broker.Addr()
 	}
-	broker, err := kafkabroker.Start(kcfg, log.With("service", "kafka"))
-	if err != nil {
-		return nil, err
-	}
-	s := &Stack{Kafka: broker}
 	ok := false
 	defer func() {
-		if !ok {
-			broker.Close()
+		if !ok && s.Kafka != nil {
+			s.Kafka.Close()
 		}
 	}()
+	var err error
 	addr := func(def string) string {
 		if cfg.FreePorts {
 			return "127.0.0.1:0"
@@ -87,15 +101,21 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	svcLog := func(name string) *slog.Logger { return log.With("service", name) }
 
 	fs := featureserver.DefaultConfig()
-	fs.Common.KafkaBrokers, fs.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fs.Common.KafkaBrokers, fs.Common.LogLevel = s.brokers, cfg.LogLevel
 	fs.Common.AdminAddr, fs.Common.GRPCAddr = addr(fs.Common.AdminAddr), addr(fs.Common.GRPCAddr)
 	fs.Features, fs.DataDir = cfg.FeaturesDir, filepath.Join(cfg.DataDir, "featureserver")
+	if cfg.ScyllaHosts != "" {
+		fs.Store, fs.ScyllaHosts = featureserver.StoreScylla, cfg.ScyllaHosts
+		if cfg.ScyllaKeyspace != "" {
+			fs.ScyllaKeyspace = cfg.ScyllaKeyspace
+		}
+	}
 	if s.Featureserver, err = featureserver.New(ctx, fs, featureserver.Deps{Log: svcLog("featureserver")}); err != nil {
 		return nil, fmt.Errorf("featureserver: %w", err)
 	}
 
 	fz := featurizer.DefaultConfig()
-	fz.Common.KafkaBrokers, fz.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fz.Common.KafkaBrokers, fz.Common.LogLevel = s.brokers, cfg.LogLevel
 	fz.Common.AdminAddr = addr(fz.Common.AdminAddr)
 	fz.Features = cfg.FeaturesDir
 	if s.Featurizer, err = featurizer.New(ctx, fz, featurizer.Deps{Log: svcLog("featurizer")}); err != nil {
@@ -103,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	mt := metrics.DefaultConfig()
-	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	mt.Common.KafkaBrokers, mt.Common.LogLevel = s.brokers, cfg.LogLevel
 	mt.Common.AdminAddr, mt.Common.GRPCAddr = addr(mt.Common.AdminAddr), addr(mt.Common.GRPCAddr)
 	mt.Models = cfg.ModelsDir
 	if s.Metrics, err = metrics.New(ctx, mt, metrics.Deps{Log: svcLog("metrics")}); err != nil {
@@ -111,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	ms := modelserver.DefaultConfig()
-	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	ms.Common.KafkaBrokers, ms.Common.LogLevel = s.brokers, cfg.LogLevel
 	ms.Common.AdminAddr, ms.Common.GRPCAddr = addr(ms.Common.AdminAddr), addr(ms.Common.GRPCAddr)
 	ms.Models, ms.FeatureserverAddr, ms.MetricsAddr = cfg.ModelsDir, s.Featureserver.GRPCAddr(), s.Metrics.GRPCAddr()
 	if s.Modelserver, err = modelserver.New(ctx, ms, modelserver.Deps{Log: svcLog("modelserver")}); err != nil {
@@ -120,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	if cfg.PostgresDSN != "" {
 		in := ingest.DefaultConfig()
-		in.Common.KafkaBrokers, in.Common.LogLevel = broker.Addr(), cfg.LogLevel
+		in.Common.KafkaBrokers, in.Common.LogLevel = s.brokers, cfg.LogLevel
 		in.Common.AdminAddr = addr(in.Common.AdminAddr)
 		in.PostgresDSN = cfg.PostgresDSN
 		if cfg.Tables != "" {
@@ -140,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	return s, nil
 }
 
+// KafkaAddr is the bootstrap broker list the services use.
+func (s *Stack) KafkaAddr() string { return s.brokers }
+
 // AdminAddrs lists each running service's admin address by name.
 func (s *Stack) AdminAddrs() map[string]string {
 	m := map[string]string{
@@ -154,9 +177,12 @@ func (s *Stack) AdminAddrs() map[string]string {
 	return m
 }
 
-// Run runs every service until ctx ends or one fails, then stops the broker.
+// Run runs every service until ctx ends or one fails, then stops the
+// embedded broker.
 func (s *Stack) Run(ctx context.Context) error {
-	defer s.Kafka.Close()
+	if s.Kafka != nil {
+		defer s.Kafka.Close()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Featureserver.Run(gctx) })
 	g.Go(func() error { return s.Featurizer.Run(gctx) })
