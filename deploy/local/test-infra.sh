@@ -47,7 +47,12 @@ suite() {
 
 suite kafka-clients libs '.' ./kafka/
 suite cql-store-conformance services/featureserver 'TestConformanceOnScyllaDB' ./internal/store/scylla/
+suite featureserver-restore services/featureserver 'TestServesTheTilesOfACompactedTopic|TestTilesFromKafkaAreServed' .
 suite end-to-end cmd/tributary 'TestEndToEnd' .
+suite ingest-sigkill services/ingest 'TestSIGKILLLosesNothing' .
+suite featurizer-crash services/featurizer 'TestCrashAtRandomPointsEndsWithTheSameTiles' ./internal/kafkaio/
+suite featurizer-rebalance services/featurizer 'TestTwoInstancesRebalanceToTheTilesOfOne' .
+suite metrics-restarts services/metrics 'TestServiceAggregatesRestartsAndAnswers|TestCrashBeforeCommitRestoresSameRows' . ./internal/stream/
 
 if ((${#failed[@]})); then
   echo "test-infra: failed: ${failed[*]}" >&2
