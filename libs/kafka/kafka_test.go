@@ -231,6 +231,10 @@ func TestIdleStreamIsFlushedWithoutWaitingForTheInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p.Close() }()
+	// The topic exists before the group joins (see ConsumerConfig.Topics).
+	if err := EnsureTopics(ctx, []string{addr}, TopicSpec{Name: "idle", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
 	c, err := NewConsumer(ConsumerConfig{Brokers: []string{addr}, GroupID: "g", Topics: []string{"idle"},
 		CommitInterval: time.Hour, IdleFlush: 5 * time.Millisecond, IgnoreTrace: true})
 	if err != nil {
