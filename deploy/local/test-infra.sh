@@ -12,6 +12,8 @@ if ! deploy/local/infra.sh status; then
   exit 1
 fi
 export TRIBUTARY_TEST_POSTGRES_DSN=${TRIBUTARY_TEST_POSTGRES_DSN:-postgres://tributary:tributary@127.0.0.1:5432/tributary}
+# The CQL fault test restarts Cassandra through the same script.
+export TRIBUTARY_TEST_CQL_RESTART=$repo/deploy/local/infra.sh
 logs=${TRIBUTARY_INFRA_DIR:-$repo/.infra}/test-logs
 mkdir -p "$logs"
 failed=()
@@ -52,6 +54,7 @@ suite end-to-end cmd/tributary 'TestEndToEnd' .
 suite ingest-sigkill services/ingest 'TestSIGKILLLosesNothing' .
 suite featurizer-crash services/featurizer 'TestCrashAtRandomPointsEndsWithTheSameTiles' ./internal/kafkaio/
 suite featurizer-rebalance services/featurizer 'TestTwoInstancesRebalanceToTheTilesOfOne' .
+suite cql-restart services/featureserver 'TestCQLServerRestartAnswersUnavailableThenRecovers' .
 suite metrics-restarts services/metrics 'TestServiceAggregatesRestartsAndAnswers|TestCrashBeforeCommitRestoresSameRows' . ./internal/stream/
 
 if ((${#failed[@]})); then
