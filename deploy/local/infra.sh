@@ -9,6 +9,10 @@
 #   deploy/local/infra.sh down     stop both (SIGTERM, then SIGKILL after a bounded wait)
 #   deploy/local/infra.sh status   which are running, where
 #   deploy/local/infra.sh env      the environment the test tier uses (eval "$(infra.sh env)")
+#   deploy/local/infra.sh kill N   SIGKILL one node (the broker fault test)
+#   TRIBUTARY_INFRA_ONLY=kafka3 deploy/local/infra.sh up|down
+#                                  a three-node Kafka cluster (replication factor 3,
+#                                  min.insync.replicas 2) on 29192/29194/29196
 #
 # Environment (all optional):
 #   TRIBUTARY_CACHE_DIR       downloads: Maven repository and server libraries ($HOME/.cache/tributary)
@@ -44,8 +48,22 @@ die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
 servers() {
   case "$only" in
     "") echo kafka cassandra ;;
-    kafka | cassandra) echo "$only" ;;
-    *) die "TRIBUTARY_INFRA_ONLY=$only: want kafka or cassandra" ;;
+    kafka | cassandra | kafka3) echo "$only" ;;
+    *) die "TRIBUTARY_INFRA_ONLY=$only: want kafka, cassandra or kafka3" ;;
+  esac
+}
+
+# the three-node Kafka cluster of the broker fault test (TRIBUTARY_INFRA_ONLY=kafka3):
+# node i listens on kafka3_port+2(i-1), its controller on the port after.
+kafka3_port=${TRIBUTARY_KAFKA3_PORT:-29192}
+kafka3_voters="1@127.0.0.1:$((kafka3_port + 1)),2@127.0.0.1:$((kafka3_port + 3)),3@127.0.0.1:$((kafka3_port + 5))"
+kafka3_brokers="127.0.0.1:$kafka3_port,127.0.0.1:$((kafka3_port + 2)),127.0.0.1:$((kafka3_port + 4))"
+
+# nodes SERVER lists the processes of a server.
+nodes() {
+  case $1 in
+    kafka3) echo kafka3-1 kafka3-2 kafka3-3 ;;
+    *) echo "$1" ;;
   esac
 }
 
@@ -73,7 +91,7 @@ fetch() {
   mkdir -p "$cache"
   for s in $(servers); do
     case $s in
-      kafka) fetch_one kafka "$here/kafka.pom.xml" "$kafka_lib" ;;
+      kafka | kafka3) fetch_one kafka "$here/kafka.pom.xml" "$kafka_lib" ;;
       cassandra) fetch_one cassandra "$here/cassandra.pom.xml" "$cassandra_lib" ;;
     esac
   done
@@ -138,21 +156,37 @@ check_port_free() {
 }
 
 kafka_up() {
-  local dir=$state/kafka
-  if pid_of kafka >/dev/null; then
-    log "kafka already running (pid $(pid_of kafka)) on 127.0.0.1:$kafka_port"
+  kafka_node_up kafka 1 "$kafka_port" "1@127.0.0.1:$kafka_ctl_port" 1
+}
+
+kafka3_up() {
+  local i
+  for i in 1 2 3; do
+    kafka_node_up "kafka3-$i" "$i" $((kafka3_port + 2 * (i - 1))) "$kafka3_voters" 3
+  done
+}
+
+# kafka_node_up NAME NODE_ID PORT VOTERS REPLICAS starts one KRaft node
+# (broker and controller) listening on PORT, its controller on PORT+1.
+kafka_node_up() {
+  local name=$1 id=$2 port=$3 voters=$4 rf=$5
+  local ctl=$((port + 1)) dir=$state/$1
+  if pid_of "$name" >/dev/null; then
+    log "$name already running (pid $(pid_of "$name")) on 127.0.0.1:$port"
     return
   fi
-  check_port_free "$kafka_port" kafka TRIBUTARY_KAFKA_PORT
-  check_port_free "$kafka_ctl_port" "kafka controller" TRIBUTARY_KAFKA_PORT
+  check_port_free "$port" "$name" TRIBUTARY_KAFKA_PORT
+  check_port_free "$ctl" "$name controller" TRIBUTARY_KAFKA_PORT
   mkdir -p "$dir/data"
+  local isr=1
+  ((rf > 1)) && isr=2
   cat >"$dir/server.properties" <<EOF
 # written by deploy/local/infra.sh
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$kafka_ctl_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$kafka_ctl_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$ctl
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -160,14 +194,19 @@ log.dirs=$dir/data
 num.partitions=4
 auto.create.topics.enable=true
 delete.topic.enable=true
-offsets.topic.replication.factor=1
+default.replication.factor=$rf
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
+# a dead node loses its partitions' leadership after 3s, not 9s
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 num.network.threads=2
 num.io.threads=4
 background.threads=4
@@ -190,20 +229,22 @@ logger.kafka.level = info
 logger.cleaner.name = kafka.log.LogCleaner
 logger.cleaner.level = info
 EOF
-  local jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
+  local heap=768m
+  ((rf > 1)) && heap=384m
+  local jvm=(java -Xms256m "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$dir/log4j2.properties"
     -cp "$kafka_lib/*")
   if [[ ! -f $dir/data/meta.properties ]]; then
-    log "formatting Kafka's KRaft storage in $dir/data"
+    log "formatting $name's KRaft storage in $dir/data"
     if ! "${jvm[@]}" kafka.tools.StorageTool format --ignore-formatted \
       -t "$KAFKA_CLUSTER_ID" \
       -c "$dir/server.properties" >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
-      die "formatting Kafka's storage failed"
+      die "formatting $name's storage failed"
     fi
   fi
-  log "starting kafka $KAFKA_VERSION on 127.0.0.1:$kafka_port (log: $dir/server.log)"
-  launch kafka "${jvm[@]}" kafka.Kafka "$dir/server.properties"
+  log "starting $name (kafka $KAFKA_VERSION) on 127.0.0.1:$port (log: $dir/server.log)"
+  launch "$name" "${jvm[@]}" kafka.Kafka "$dir/server.properties"
 }
 
 cassandra_up() {
@@ -319,34 +360,62 @@ up() {
   for s in $(servers); do
     case $s in
       kafka) wait_ready kafka "$kafka_port" "Kafka Server started" ;;
+      kafka3)
+        for i in 1 2 3; do wait_ready "kafka3-$i" $((kafka3_port + 2 * (i - 1))) "Kafka Server started"; done
+        ;;
       cassandra) wait_ready cassandra "$cql_port" "Starting listening for CQL clients" ;;
     esac
   done
   log "up in $((SECONDS - t0))s; for the test tier: eval \"\$($0 env)\""
 }
 
-stop_one() {
-  local name=$1 pid
-  if ! pid=$(pid_of "$name"); then
-    rm -f "$state/$name/pid"
-    return
-  fi
-  log "stopping $name (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  local start=$SECONDS
-  while kill -0 "$pid" 2>/dev/null; do
-    if ((SECONDS - start >= 30)); then
-      log "$name did not stop within 30s of SIGTERM: SIGKILL"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
+stop_one() { stop_nodes "$1"; }
+
+# stop_nodes NAME... sends SIGTERM to every running node first, then waits
+# for each (30s, then SIGKILL): the nodes of a KRaft cluster stop cleanly
+# only while a quorum of them still runs.
+stop_nodes() {
+  local name pid pids=() names=()
+  for name in "$@"; do
+    if pid=$(pid_of "$name"); then
+      log "stopping $name (pid $pid)"
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+      names+=("$name")
+    else
+      rm -f "$state/$name/pid"
     fi
-    sleep 0.2
   done
-  rm -f "$state/$name/pid"
+  local start=$SECONDS i
+  for i in "${!pids[@]}"; do
+    while kill -0 "${pids[$i]}" 2>/dev/null; do
+      if ((SECONDS - start >= 30)); then
+        log "${names[$i]} did not stop within 30s of SIGTERM: SIGKILL"
+        kill -KILL -- "-${pids[$i]}" 2>/dev/null || kill -KILL "${pids[$i]}" 2>/dev/null || true
+        break
+      fi
+      sleep 0.2
+    done
+    rm -f "$state/${names[$i]}/pid"
+  done
 }
 
 down() {
-  for s in $(servers); do stop_one "$s"; done
+  local s all=()
+  for s in $(servers); do all+=($(nodes "$s")); done
+  # the fault test's cluster too, when left running
+  [[ -z $only ]] && all+=($(nodes kafka3))
+  stop_nodes "${all[@]}"
+}
+
+# kill NODE stops one node at once (SIGKILL), as a crash would.
+kill_node() {
+  local pid
+  pid=$(pid_of "$1") || die "$1 is not running"
+  log "SIGKILL $1 (pid $pid)"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$state/$1/pid"
 }
 
 status() {
@@ -354,6 +423,7 @@ status() {
   for s in $(servers); do
     local port=$kafka_port
     [[ $s == cassandra ]] && port=$cql_port
+    [[ $s == kafka3 ]] && { s=kafka3-1; port=$kafka3_port; }
     if pid=$(pid_of "$s"); then
       if port_open "$port"; then
         echo "$s: running (pid $pid) on 127.0.0.1:$port"
@@ -372,6 +442,7 @@ status() {
 env_vars() {
   echo "export TRIBUTARY_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port"
   echo "export TRIBUTARY_SCYLLA_HOSTS=127.0.0.1:$cql_port"
+  echo "export TRIBUTARY_TEST_KAFKA3_BROKERS=$kafka3_brokers"
 }
 
 case ${1:-} in
@@ -380,5 +451,6 @@ case ${1:-} in
   down) down ;;
   status) status ;;
   env) env_vars ;;
-  *) echo "usage: $0 fetch|up|down|status|env" >&2; exit 2 ;;
+  kill) kill_node "${2:?usage: $0 kill NODE (e.g. kafka3-2)}" ;;
+  *) echo "usage: $0 fetch|up|down|status|env|kill NODE" >&2; exit 2 ;;
 esac

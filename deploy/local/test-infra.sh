@@ -57,6 +57,16 @@ suite featurizer-rebalance services/featurizer 'TestTwoInstancesRebalanceToTheTi
 suite cql-restart services/featureserver 'TestCQLServerRestartAnswersUnavailableThenRecovers' .
 suite metrics-restarts services/metrics 'TestServiceAggregatesRestartsAndAnswers|TestCrashBeforeCommitRestoresSameRows' . ./internal/stream/
 
+# Broker faults need a three-node cluster: started for this suite only.
+kafka3() { TRIBUTARY_INFRA_ONLY=kafka3 deploy/local/infra.sh "$@"; }
+if kafka3 up; then
+  export TRIBUTARY_TEST_KAFKA3_CONTROL=$repo/deploy/local/infra.sh
+  suite kafka-broker-fault libs 'TestBrokerKilledMidStreamLosesNothing' ./kafka/
+else
+  failed+=(kafka3-up)
+fi
+kafka3 down
+
 if ((${#failed[@]})); then
   echo "test-infra: failed: ${failed[*]}" >&2
   exit 1

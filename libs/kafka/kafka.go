@@ -71,6 +71,8 @@ type TopicSpec struct {
 	Partitions int
 	// Compacted sets cleanup.policy=compact (for features.tiles).
 	Compacted bool
+	// ReplicationFactor is the copies of each partition (1 when 0).
+	ReplicationFactor int
 }
 
 // EnsureTopics creates the topics that do not exist yet.
@@ -95,7 +97,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	defer cc.Close()
 	cfgs := make([]kafkago.TopicConfig, 0, len(topics))
 	for _, t := range topics {
-		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: max(t.ReplicationFactor, 1)}
 		if tc.NumPartitions == 0 {
 			tc.NumPartitions = -1
 		}

@@ -24,9 +24,12 @@ const KafkaEnv = "TRIBUTARY_TEST_KAFKA_BROKERS"
 
 // RealKafka reports the brokers of the real Kafka cluster named by
 // KafkaEnv, or nil when tests use the embedded broker.
-func RealKafka() []string {
+func RealKafka() []string { return SplitBrokers(os.Getenv(KafkaEnv)) }
+
+// SplitBrokers splits a comma-separated broker list, dropping empty items.
+func SplitBrokers(list string) []string {
 	var out []string
-	for _, b := range strings.Split(os.Getenv(KafkaEnv), ",") {
+	for _, b := range strings.Split(list, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			out = append(out, b)
 		}
