@@ -88,6 +88,27 @@ tidy: ## go mod tidy in every module
 tidy-check: tidy ## fail when go.mod or go.sum is not tidy
 	@git diff --exit-code -- '*/go.mod' '*/go.sum' 'go.mod' 'go.sum' || { echo "modules not tidy: run 'make tidy' and commit"; exit 1; }
 
+.PHONY: infra-up
+infra-up: ## start real Apache Kafka (127.0.0.1:29092) and Apache Cassandra (CQL 127.0.0.1:9042) from Maven Central in the background (deploy/local/infra.sh)
+	deploy/local/infra.sh up
+
+.PHONY: infra-down
+infra-down: ## stop the servers of infra-up
+	deploy/local/infra.sh down
+
+.PHONY: infra-status
+infra-status: ## which servers of infra-up are running
+	deploy/local/infra.sh status
+
+.PHONY: test-infra
+test-infra: ## the real-server tier on the servers of infra-up: store conformance on Cassandra, Kafka clients, end-to-end and crash tests on Kafka
+	deploy/local/test-infra.sh
+
+.PHONY: demo-infra
+demo-infra: ## `tributary dev` against the servers of infra-up instead of the embedded broker and store (Ctrl-C stops)
+	@eval "$$(deploy/local/infra.sh env)" && deploy/local/infra.sh status && \
+	go run ./cmd/tributary dev --kafka-brokers "$$TRIBUTARY_TEST_KAFKA_BROKERS" --scylla-hosts "$$TRIBUTARY_SCYLLA_HOSTS"
+
 .PHONY: up
 up: ## start the production-shaped stack with docker compose (needs a Docker engine)
 	docker compose up -d --build

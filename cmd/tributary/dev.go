@@ -36,6 +36,9 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
 	skewEvery := fs.Duration("skew-every", time.Minute, "how often to print the skew report's line: the features the demo's model was served against the same features computed offline from the archive (0 turns it off)")
 	otlp := fs.String("otlp-endpoint", "", "send every service's traces and metrics to this OTLP gRPC endpoint (host:port), e.g. the OpenTelemetry collector of docker-compose.yml at 127.0.0.1:4317; empty sends none")
+	kafkaBrokers := fs.String("kafka-brokers", "", "use this Kafka cluster (comma-separated bootstrap brokers, e.g. 127.0.0.1:29092 of make infra-up) instead of starting the embedded broker")
+	scyllaHosts := fs.String("scylla-hosts", "", "keep the online features in this ScyllaDB or other CQL server (comma-separated hosts, e.g. 127.0.0.1:9042 of make infra-up) instead of the embedded store")
+	scyllaKeyspace := fs.String("scylla-keyspace", "tributary", "keyspace of the online features with --scylla-hosts")
 	if err := config.Parse(fs, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -63,6 +66,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 	if err := runDev(ctx, devOptions{
 		dataDir: *dataDir, noDemo: *noDemo, example: *example, postgres: *postgres,
 		rate: *rate, logLevel: *logLevel, every: *every, skewEvery: *skewEvery, log: log, out: stdout, otlp: *otlp,
+		kafkaBrokers: *kafkaBrokers, scyllaHosts: *scyllaHosts, scyllaKeyspace: *scyllaKeyspace,
 	}); err != nil {
 		fmt.Fprintf(stderr, "dev: %v\n", err)
 		return 1
@@ -72,6 +76,7 @@ func devCommand(args []string, stdout, stderr io.Writer) int {
 
 type devOptions struct {
 	dataDir, example, postgres, logLevel, otlp string
+	kafkaBrokers, scyllaHosts, scyllaKeyspace  string
 	noDemo                                     bool
 	rate                                       float64
 	every, skewEvery                           time.Duration
@@ -116,6 +121,10 @@ func runDev(ctx context.Context, o devOptions) error {
 		LogLevel:     o.logLevel,
 		Log:          o.log,
 		OTLPEndpoint: o.otlp,
+
+		KafkaBrokers:   o.kafkaBrokers,
+		ScyllaHosts:    o.scyllaHosts,
+		ScyllaKeyspace: o.scyllaKeyspace,
 	})
 	if err != nil {
 		return err
@@ -134,7 +143,7 @@ func runDev(ctx context.Context, o devOptions) error {
 	var w *demo.Workload
 	if !o.noDemo {
 		w = demo.NewWorkload(demo.WorkloadConfig{
-			PostgresDSN: dsn, Brokers: []string{st.Kafka.Addr()},
+			PostgresDSN: dsn, Brokers: config.SplitList(st.KafkaAddr()),
 			ModelserverAddr: st.Modelserver.GRPCAddr(), FeatureserverAddr: st.Featureserver.GRPCAddr(),
 			SessionsPerSecond: o.rate, Seed: uint64(time.Now().UnixNano()), Log: o.log,
 		})
@@ -144,7 +153,7 @@ func runDev(ctx context.Context, o devOptions) error {
 			g.Go(func() error {
 				return skewLoop(gctx, o.out, o.skewEvery, offline.SkewJob{
 					FeaturesDir: filepath.Join(o.example, "features"), ModelsDir: filepath.Join(o.example, "models"),
-					Archive: st.OfflineURL, KafkaBrokers: []string{st.Kafka.Addr()},
+					Archive: st.OfflineURL, KafkaBrokers: config.SplitList(st.KafkaAddr()),
 				})
 			})
 		}
@@ -156,7 +165,11 @@ func runDev(ctx context.Context, o devOptions) error {
 
 func printEndpoints(out io.Writer, st *stack.Stack, dsn string) {
 	fmt.Fprintf(out, "tributary dev is running (Ctrl-C stops)\n")
-	fmt.Fprintf(out, "  kafka          %s\n", st.Kafka.Addr())
+	kind := "embedded"
+	if st.Kafka == nil {
+		kind = "external"
+	}
+	fmt.Fprintf(out, "  kafka          %s (%s)\n", st.KafkaAddr(), kind)
 	if dsn != "" {
 		fmt.Fprintf(out, "  postgres       %s\n", dsn)
 	}

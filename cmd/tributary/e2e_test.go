@@ -53,17 +53,27 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// On the real-server tier the stack runs on real Kafka and keeps its
+	// tiles in the real CQL server; otherwise on the embedded parts.
+	var brokers, scyllaHosts string
+	if len(testutil.RealKafka()) > 0 {
+		brokers = testutil.Kafka(t, 4)
+	}
+	scyllaHosts = os.Getenv("TRIBUTARY_SCYLLA_HOSTS")
 	slot := fmt.Sprintf("tributary_e2e_%d", os.Getpid())
 	st, err := stack.Start(ctx, stack.Config{
-		FreePorts:   true,
-		DataDir:     t.TempDir(),
-		PostgresDSN: dbDSN,
-		Slot:        slot,
-		Publication: slot,
-		FeaturesDir: filepath.Join(example, "features"),
-		ModelsDir:   filepath.Join(example, "models"),
-		LogLevel:    "warn",
-		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		KafkaBrokers:   brokers,
+		ScyllaHosts:    scyllaHosts,
+		ScyllaKeyspace: fmt.Sprintf("tributary_e2e_%d_%d", os.Getpid(), time.Now().Unix()%100000),
+		FreePorts:      true,
+		DataDir:        t.TempDir(),
+		PostgresDSN:    dbDSN,
+		Slot:           slot,
+		Publication:    slot,
+		FeaturesDir:    filepath.Join(example, "features"),
+		ModelsDir:      filepath.Join(example, "models"),
+		LogLevel:       "warn",
+		Log:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +146,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The prediction is logged with the features it used.
-	rec := findPrediction(t, ctx, st.Kafka.Addr(), after.GetPredictionId())
+	rec := findPrediction(t, ctx, st.KafkaAddr(), after.GetPredictionId())
 	if rec.Model != "fraud_lr" || rec.Features["txn_count_10m"] != 1 || rec.Features["amount"] != 50 {
 		t.Errorf("logged prediction = %+v, want model fraud_lr with txn_count_10m 1 and amount 50", rec)
 	}

@@ -23,7 +23,12 @@ type Handler interface {
 type ConsumerConfig struct {
 	Brokers []string
 	GroupID string
-	Topics  []string
+	// Topics must exist before NewConsumer (kafka.EnsureTopics; every
+	// service does so): on Apache Kafka, kafka-go's group reader that joins
+	// while a topic does not exist yet is assigned none of it and stops
+	// watching it, so it never reads it. (The embedded broker creates a
+	// topic when the group asks about it, which hid this.)
+	Topics []string
 	// CommitInterval is how often buffered work is flushed and offsets committed.
 	CommitInterval time.Duration
 	// CommitEvery flushes and commits after this many records even within the interval.

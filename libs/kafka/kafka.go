@@ -73,6 +73,8 @@ type TopicSpec struct {
 	Partitions int
 	// Compacted sets cleanup.policy=compact (for features.tiles).
 	Compacted bool
+	// ReplicationFactor is the copies of each partition (1 when 0).
+	ReplicationFactor int
 }
 
 // EnsureTopics creates the topics that do not exist yet.
@@ -97,7 +99,7 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	defer cc.Close()
 	cfgs := make([]kafkago.TopicConfig, 0, len(topics))
 	for _, t := range topics {
-		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: 1}
+		tc := kafkago.TopicConfig{Topic: t.Name, NumPartitions: t.Partitions, ReplicationFactor: max(t.ReplicationFactor, 1)}
 		if tc.NumPartitions == 0 {
 			tc.NumPartitions = -1
 		}
@@ -109,43 +111,134 @@ func EnsureTopics(ctx context.Context, brokers []string, topics ...TopicSpec) er
 	if err := cc.CreateTopics(cfgs...); err != nil && !errors.Is(err, kafkago.TopicAlreadyExists) {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	if err := waitTopics(ctx, brokers, topics); err != nil {
+		return err
+	}
 	// A topic that existed before (auto-created by a consumer, say) keeps its
 	// cleanup policy; a topic we rely on being compacted must be.
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
 	for _, t := range topics {
-		if t.Compacted {
-			if err := ensureCompacted(ctx, client, t.Name); err != nil {
+		if !t.Compacted {
+			continue
+		}
+		// Apache Kafka answers for a topic it has just created with
+		// UNKNOWN_TOPIC_OR_PARTITION until every broker knows it, and a
+		// broker applies an altered config a moment after the controller
+		// accepted it (the embedded broker does both at once, which hid
+		// this): wait until the broker says compact.
+		backoff := 20 * time.Millisecond
+		altered := false
+		for attempt := 1; ; attempt++ {
+			compact, err := isCompacted(ctx, client, t.Name)
+			if err == nil && compact {
+				break
+			}
+			if err == nil && !altered {
+				if err = makeCompacted(ctx, client, t.Name); err != nil {
+					return err
+				}
+				altered = true
+			}
+			retry := err == nil || errors.Is(err, kafkago.UnknownTopicOrPartition)
+			if err == nil {
+				err = fmt.Errorf("topic %s: cleanup.policy not compact yet after altering it", t.Name)
+			}
+			if attempt >= topicAttempts || !retry || !waitBackoff(ctx, backoff) {
 				return err
 			}
+			backoff = min(2*backoff, time.Second)
 		}
 	}
 	return nil
 }
 
-func ensureCompacted(ctx context.Context, client *kafkago.Client, topic string) error {
+// waitTopics returns when the cluster's metadata lists every topic with a
+// leader for each partition: Apache Kafka answers CreateTopics before its
+// brokers know the new topic, and a service's next request about it
+// (partition count, offsets) would fail with UNKNOWN_TOPIC_OR_PARTITION.
+// (The embedded broker knows a topic as soon as it is created.)
+func waitTopics(ctx context.Context, brokers []string, topics []TopicSpec) error {
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := topicsReady(ctx, brokers, names)
+		if err == nil {
+			return nil
+		}
+		if attempt >= topicAttempts || !waitBackoff(ctx, backoff) {
+			return fmt.Errorf("created topics not ready: %w", err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// topicsReady says which of names a broker's metadata does not list with a
+// leader for every partition, if any. It asks a fresh connection: the
+// kafka-go Client answers metadata from a cache.
+func topicsReady(ctx context.Context, brokers []string, names []string) error {
+	var d kafkago.Dialer
+	conn, err := d.DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	parts, err := conn.ReadPartitions(names...)
+	if err != nil {
+		return err
+	}
+	count := map[string]int{}
+	for _, p := range parts {
+		if p.Error != nil || p.Leader.ID < 0 {
+			return fmt.Errorf("topic %s partition %d: no leader (%v)", p.Topic, p.ID, p.Error)
+		}
+		count[p.Topic]++
+	}
+	for _, n := range names {
+		if count[n] == 0 {
+			return fmt.Errorf("topic %s: not listed", n)
+		}
+	}
+	return nil
+}
+
+// isCompacted reports whether topic's cleanup.policy includes compact.
+func isCompacted(ctx context.Context, client *kafkago.Client, topic string) (bool, error) {
 	resp, err := client.DescribeConfigs(ctx, &kafkago.DescribeConfigsRequest{Resources: []kafkago.DescribeConfigRequestResource{{
 		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"cleanup.policy"},
 	}}})
 	if err != nil {
-		return fmt.Errorf("describe %s: %w", topic, err)
+		return false, fmt.Errorf("describe %s: %w", topic, err)
 	}
 	for _, r := range resp.Resources {
 		if r.Error != nil {
-			return fmt.Errorf("describe %s: %w", topic, r.Error)
+			return false, fmt.Errorf("describe %s: %w", topic, r.Error)
 		}
 		for _, e := range r.ConfigEntries {
 			if e.ConfigName == "cleanup.policy" && strings.Contains(e.ConfigValue, "compact") {
-				return nil
+				return true, nil
 			}
 		}
 	}
-	ar, err := client.AlterConfigs(ctx, &kafkago.AlterConfigsRequest{Resources: []kafkago.AlterConfigRequestResource{{
-		ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic,
-		Configs: []kafkago.AlterConfigRequestConfig{{Name: "cleanup.policy", Value: "compact"}},
-	}}})
+	return false, nil
+}
+
+// makeCompacted sets topic's cleanup.policy to compact, leaving its other
+// settings as they are.
+func makeCompacted(ctx context.Context, client *kafkago.Client, topic string) error {
+	resp, err := client.IncrementalAlterConfigs(ctx, &kafkago.IncrementalAlterConfigsRequest{
+		Resources: []kafkago.IncrementalAlterConfigsRequestResource{{
+			ResourceType: kafkago.ResourceTypeTopic, ResourceName: topic,
+			Configs: []kafkago.IncrementalAlterConfigsRequestConfig{{
+				Name: "cleanup.policy", Value: "compact", ConfigOperation: kafkago.ConfigOperationSet,
+			}},
+		}},
+	})
 	if err == nil {
-		for _, e := range ar.Errors {
-			err = errors.Join(err, e)
+		for _, r := range resp.Resources {
+			err = errors.Join(err, r.Error)
 		}
 	}
 	if err != nil {

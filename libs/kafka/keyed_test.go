@@ -27,6 +27,17 @@ func keyedCluster(t *testing.T) (*kfake.Cluster, []string) {
 	return c, c.ListenAddrs()
 }
 
+// keyedBrokers is the real Kafka cluster when the tests run on one
+// (testutil.KafkaEnv), else keyedCluster's brokers.
+func keyedBrokers(t *testing.T) []string {
+	t.Helper()
+	if len(testutil.RealKafka()) > 0 {
+		return []string{testutil.Kafka(t, 6)}
+	}
+	_, brokers := keyedCluster(t)
+	return brokers
+}
+
 // readTopic returns every record of topic by partition, in order.
 func readTopic(t *testing.T, ctx context.Context, brokers []string, topic string) map[int][]kafkago.Message {
 	t.Helper()
@@ -45,7 +56,7 @@ func readTopic(t *testing.T, ctx context.Context, brokers []string, topic string
 // brokers) where Producer puts the same keys, in order, with trace
 // headers.
 func TestKeyedWriterPlacesLikeProducer(t *testing.T) {
-	_, brokers := keyedCluster(t)
+	brokers := keyedBrokers(t)
 	ctx := testutil.Context(t, time.Minute)
 	if err := EnsureTopics(ctx, brokers, TopicSpec{Name: "keyed", Partitions: 6}, TopicSpec{Name: "viaproducer", Partitions: 6}); err != nil {
 		t.Fatal(err)
@@ -116,7 +127,8 @@ func TestKeyedWriterPlacesLikeProducer(t *testing.T) {
 
 // TestKeyedWriterRetriesALeaderChange: the first produce request is
 // answered NOT_LEADER_FOR_PARTITION; the write still succeeds, every
-// record written once.
+// record written once. It needs the embedded cluster's request hooks, so
+// it runs there even in the real-server tier.
 func TestKeyedWriterRetriesALeaderChange(t *testing.T) {
 	c, brokers := keyedCluster(t)
 	ctx := testutil.Context(t, time.Minute)
@@ -157,7 +169,7 @@ func TestKeyedWriterRetriesALeaderChange(t *testing.T) {
 }
 
 func TestKeyedWriterRefusesARecordWithoutKey(t *testing.T) {
-	_, brokers := keyedCluster(t)
+	brokers := keyedBrokers(t)
 	ctx := testutil.Context(t, time.Minute)
 	if err := EnsureTopics(ctx, brokers, TopicSpec{Name: "nokey", Partitions: 2}); err != nil {
 		t.Fatal(err)

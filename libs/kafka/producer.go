@@ -96,10 +96,37 @@ func (p *Producer) Write(ctx context.Context, msgs ...Message) (err error) {
 			InjectTrace(ctx, m)
 		}
 	}
-	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("write %d messages: %w", len(msgs), err)
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := p.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return nil
+		}
+		if attempt >= topicAttempts || !topicNotReady(err) || !waitBackoff(ctx, backoff) {
+			return fmt.Errorf("write %d messages: %w", len(msgs), err)
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	return nil
+}
+
+// topicAttempts bounds the writes of one batch while its topic is being
+// created (about 10s with the backoff).
+const topicAttempts = 14
+
+// topicNotReady reports whether a write failed before any record was sent
+// because the topic's metadata did not list it (yet): Apache Kafka creates
+// an auto-created topic after answering the metadata request that asked
+// for it, with UNKNOWN_TOPIC_OR_PARTITION or LEADER_NOT_AVAILABLE, and
+// kafka-go's Writer returns that error without retrying. (The embedded
+// broker creates the topic before it answers, which hid this.) Errors of
+// records that were sent (kafkago.WriteErrors) are the Writer's own
+// retries' business and are not retried here, so no record is written twice.
+func topicNotReady(err error) bool {
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		return false
+	}
+	return errors.Is(err, kafkago.UnknownTopicOrPartition) || errors.Is(err, kafkago.LeaderNotAvailable)
 }
 
 // startSend starts the send span of a write when the write is traced (see

@@ -47,18 +47,30 @@ func ReadSince(ctx context.Context, brokers []string, topic string, since time.T
 }
 
 func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p kafkago.Partition, since time.Time, fn func(m Message) error) (int, error) {
-	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-	lc, err := d.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
-	if err != nil {
-		return 0, fmt.Errorf("dial leader %s: %w", leader, err)
-	}
-	first, last, err := lc.ReadOffsets()
-	if err == nil && !since.IsZero() {
-		first, err = lc.ReadOffset(since)
-	}
-	_ = lc.Close()
-	if err != nil {
-		return 0, fmt.Errorf("read offsets: %w", err)
+	// A partition of a topic Apache Kafka has just created (or whose
+	// leader is moving) answers NOT_LEADER_OR_FOLLOWER or
+	// LEADER_NOT_AVAILABLE for a moment; a restore waits for it rather than
+	// failing the service. (The embedded broker's partitions have leaders
+	// at once, which hid this.)
+	backoff := 20 * time.Millisecond
+	var first, last int64
+	for attempt := 1; ; attempt++ {
+		var err error
+		first, last, err = partitionOffsets(ctx, d, p, since)
+		if err == nil {
+			break
+		}
+		if attempt >= topicAttempts || !leaderNotReady(err) || !waitBackoff(ctx, backoff) {
+			return 0, err
+		}
+		backoff = min(2*backoff, time.Second)
+		if fresh, lerr := d.LookupPartitions(ctx, "tcp", brokers[0], p.Topic); lerr == nil {
+			for _, fp := range fresh {
+				if fp.ID == p.ID {
+					p = fp
+				}
+			}
+		}
 	}
 	if first < 0 || last <= first {
 		return 0, nil
@@ -89,4 +101,30 @@ func readPartition(ctx context.Context, d *kafkago.Dialer, brokers []string, p k
 			return n, nil
 		}
 	}
+}
+
+// partitionOffsets returns the first offset to read of p (the first, or the
+// first at or after since) and its high watermark, asked of its leader.
+func partitionOffsets(ctx context.Context, d *kafkago.Dialer, p kafkago.Partition, since time.Time) (first, last int64, err error) {
+	leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
+	lc, err := d.DialLeader(ctx, "tcp", leader, p.Topic, p.ID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dial leader %s: %w", leader, err)
+	}
+	defer func() { _ = lc.Close() }()
+	first, last, err = lc.ReadOffsets()
+	if err == nil && !since.IsZero() {
+		first, err = lc.ReadOffset(since)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read offsets: %w", err)
+	}
+	return first, last, nil
+}
+
+// leaderNotReady reports whether err says a partition has no (known)
+// leader yet, which passes by itself.
+func leaderNotReady(err error) bool {
+	return errors.Is(err, kafkago.NotLeaderForPartition) || errors.Is(err, kafkago.LeaderNotAvailable) ||
+		errors.Is(err, kafkago.UnknownTopicOrPartition)
 }

@@ -83,9 +83,16 @@ func Python(t testing.TB) string {
 	return py
 }
 
-// Kafka starts an embedded broker on a free port for the test and returns its address.
+// Kafka starts an embedded broker on a free port for the test and returns
+// its address; auto-created topics get partitions partitions. When KafkaEnv
+// names a real cluster it returns that cluster's first broker instead, reset
+// for the test; its auto-created topics then have the cluster's partition
+// count (see realKafka).
 func Kafka(t testing.TB, partitions int) string {
 	t.Helper()
+	if brokers := RealKafka(); len(brokers) > 0 {
+		return realKafka(t, brokers)
+	}
 	b, err := kafkabroker.Start(kafkabroker.Config{Partitions: partitions}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -220,9 +227,13 @@ func ServeChildBroker() bool {
 // KafkaProcess starts the embedded broker in a child process (this test
 // binary, re-executed; see ServeChildBroker) and returns its address. A
 // benchmark uses it to measure its own process's CPU time without the
-// broker's, as with a real Kafka cluster.
+// broker's, as with a real Kafka cluster. When KafkaEnv names a real
+// cluster it returns that, as Kafka does.
 func KafkaProcess(t testing.TB, partitions int) string {
 	t.Helper()
+	if brokers := RealKafka(); len(brokers) > 0 {
+		return realKafka(t, brokers)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", childBrokerEnv, partitions))
 	cmd.Stderr = os.Stderr

@@ -56,11 +56,21 @@ type Config struct {
 	// ArchiveRollInterval is the offline archiver's --roll-interval (0: its
 	// default); tests make it short.
 	ArchiveRollInterval time.Duration
+	// KafkaBrokers, when set, is an external Kafka cluster (comma-separated
+	// bootstrap brokers) the services use; no embedded broker is started.
+	KafkaBrokers string
+	// ScyllaHosts, when set, puts the featureserver's tiles in this
+	// ScyllaDB (or any CQL server, e.g. the Cassandra of `make infra-up`),
+	// keyspace ScyllaKeyspace (default tributary), instead of the embedded store.
+	ScyllaHosts    string
+	ScyllaKeyspace string
 }
 
 // Stack is the started stack; Run runs it.
 type Stack struct {
+	// Kafka is the embedded broker; nil with an external cluster.
 	Kafka         *kafkabroker.Broker
+	brokers       string
 	Ingest        *ingest.Service
 	Featurizer    *featurizer.Service
 	Featureserver *featureserver.Service
@@ -83,16 +93,20 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "info"
 	}
-	kcfg := kafkabroker.DefaultConfig()
-	kcfg.DataDir = filepath.Join(cfg.DataDir, "kafka")
-	if cfg.FreePorts {
-		kcfg.Port = 0
+	s := &Stack{brokers: cfg.KafkaBrokers}
+	if cfg.KafkaBrokers == "" {
+		kcfg := kafkabroker.DefaultConfig()
+		kcfg.DataDir = filepath.Join(cfg.DataDir, "kafka")
+		if cfg.FreePorts {
+			kcfg.Port = 0
+		}
+		broker, err := kafkabroker.Start(kcfg, log.With("service", "kafka"))
+		if err != nil {
+			return nil, err
+		}
+		s.Kafka, s.brokers = broker, broker.Addr()
 	}
-	broker, err := kafkabroker.Start(kcfg, log.With("service", "kafka"))
-	if err != nil {
-		return nil, err
-	}
-	s := &Stack{Kafka: broker}
+	var err error
 	ok := false
 	defer func() {
 		if !ok {
@@ -115,17 +129,23 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	svcLog := func(name string) *slog.Logger { return log.With("service", name) }
 
 	fs := featureserver.DefaultConfig()
-	fs.Common.KafkaBrokers, fs.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fs.Common.KafkaBrokers, fs.Common.LogLevel = s.brokers, cfg.LogLevel
 	fs.Common.OTLPEndpoint, fs.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fs.Common.AdminAddr = addrOf("featureserver", "admin-addr", fs.Common.AdminAddr)
 	fs.Common.GRPCAddr = addrOf("featureserver", "grpc-addr", fs.Common.GRPCAddr)
 	fs.Features, fs.DataDir = cfg.FeaturesDir, filepath.Join(cfg.DataDir, "featureserver")
+	if cfg.ScyllaHosts != "" {
+		fs.Store, fs.ScyllaHosts = featureserver.StoreScylla, cfg.ScyllaHosts
+		if cfg.ScyllaKeyspace != "" {
+			fs.ScyllaKeyspace = cfg.ScyllaKeyspace
+		}
+	}
 	if s.Featureserver, err = featureserver.New(ctx, fs, featureserver.Deps{Log: svcLog("featureserver")}); err != nil {
 		return nil, fmt.Errorf("featureserver: %w", err)
 	}
 
 	fz := featurizer.DefaultConfig()
-	fz.Common.KafkaBrokers, fz.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	fz.Common.KafkaBrokers, fz.Common.LogLevel = s.brokers, cfg.LogLevel
 	fz.Common.OTLPEndpoint, fz.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	fz.Common.AdminAddr = addrOf("featurizer", "admin-addr", fz.Common.AdminAddr)
 	fz.Features = cfg.FeaturesDir
@@ -134,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	mt := metrics.DefaultConfig()
-	mt.Common.KafkaBrokers, mt.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	mt.Common.KafkaBrokers, mt.Common.LogLevel = s.brokers, cfg.LogLevel
 	mt.Common.OTLPEndpoint, mt.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	mt.Common.AdminAddr = addrOf("metrics", "admin-addr", mt.Common.AdminAddr)
 	mt.Common.GRPCAddr = addrOf("metrics", "grpc-addr", mt.Common.GRPCAddr)
@@ -146,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	// The archive of the sources, predictions and labels, under the data
 	// directory: the demo's history to build training sets from.
 	of := offline.DefaultConfig()
-	of.Common.KafkaBrokers, of.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	of.Common.KafkaBrokers, of.Common.LogLevel = s.brokers, cfg.LogLevel
 	of.Common.OTLPEndpoint, of.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	of.Common.AdminAddr = addrOf("offline", "admin-addr", of.Common.AdminAddr)
 	of.Common.GRPCAddr = addrOf("offline", "grpc-addr", of.Common.GRPCAddr)
@@ -165,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	ms := modelserver.DefaultConfig()
-	ms.Common.KafkaBrokers, ms.Common.LogLevel = broker.Addr(), cfg.LogLevel
+	ms.Common.KafkaBrokers, ms.Common.LogLevel = s.brokers, cfg.LogLevel
 	ms.Common.OTLPEndpoint, ms.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 	ms.Common.AdminAddr = addrOf("modelserver", "admin-addr", ms.Common.AdminAddr)
 	ms.Common.GRPCAddr = addrOf("modelserver", "grpc-addr", ms.Common.GRPCAddr)
@@ -176,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	if cfg.PostgresDSN != "" {
 		in := ingest.DefaultConfig()
-		in.Common.KafkaBrokers, in.Common.LogLevel = broker.Addr(), cfg.LogLevel
+		in.Common.KafkaBrokers, in.Common.LogLevel = s.brokers, cfg.LogLevel
 		in.Common.OTLPEndpoint, in.Common.SpanExporter = cfg.OTLPEndpoint, cfg.SpanExporter
 		in.Common.AdminAddr = addrOf("ingest", "admin-addr", in.Common.AdminAddr)
 		in.PostgresDSN = cfg.PostgresDSN
@@ -196,6 +216,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	ok = true
 	return s, nil
 }
+
+// KafkaAddr is the bootstrap broker list the services use.
+func (s *Stack) KafkaAddr() string { return s.brokers }
 
 // AdminAddrs lists each running service's admin address by name.
 func (s *Stack) AdminAddrs() map[string]string {
@@ -239,7 +262,9 @@ func (s *Stack) Close() error {
 	if s.Featureserver != nil {
 		errs = append(errs, s.Featureserver.Close())
 	}
-	s.Kafka.Close()
+	if s.Kafka != nil {
+		s.Kafka.Close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -248,7 +273,9 @@ func (s *Stack) Run(ctx context.Context) error {
 	if !s.released.CompareAndSwap(false, true) {
 		return errors.New("stack closed before it ran")
 	}
-	defer s.Kafka.Close()
+	if s.Kafka != nil {
+		defer s.Kafka.Close()
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return s.Featureserver.Run(gctx) })
 	g.Go(func() error { return s.Featurizer.Run(gctx) })

@@ -48,8 +48,10 @@ type Server struct {
 	prepared map[string]*statement
 	conns    map[net.Conn]struct{}
 	requests map[string]int // statement kind → count, for tests
-	wg       sync.WaitGroup
-	closed   bool
+	// schemaDelay is how long a CREATE statement takes to answer.
+	schemaDelay time.Duration
+	wg          sync.WaitGroup
+	closed      bool
 }
 
 // Start listens on a free port of 127.0.0.1.
@@ -67,6 +69,15 @@ func Start(log *slog.Logger) (*Server, error) {
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
+}
+
+// SetSchemaDelay makes CREATE KEYSPACE and CREATE TABLE answer after d, as
+// on a real server, where a schema change is agreed by the cluster and
+// takes far longer than a read or write (Apache Cassandra: seconds).
+func (s *Server) SetSchemaDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.schemaDelay = d
 }
 
 // SetClock replaces the clock TTLs are counted with.
@@ -182,6 +193,12 @@ func (s *Server) handle(m message.Message, keyspace *string) message.Message {
 		if st.kind == kindUse {
 			*keyspace = st.keyspace
 			return &message.SetKeyspaceResult{Keyspace: st.keyspace}
+		}
+		if st.kind == kindCreateKeyspace || st.kind == kindCreateTable {
+			s.mu.Lock()
+			d := s.schemaDelay
+			s.mu.Unlock()
+			time.Sleep(d) // the server's own latency, not the test's synchronisation
 		}
 		return s.exec(st, options(m.Options))
 	case *message.Prepare:
@@ -450,6 +467,20 @@ func splitTop(s string) []string {
 	return out
 }
 
+// reserved are the reserved words of CQL (Apache Cassandra 5.0's
+// cql3/reserved_keywords.txt): a real server refuses them as unquoted
+// column names, so this one does too.
+var reserved = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`ADD ALLOW ALTER AND APPLY ASC AUTHORIZE BATCH BEGIN BY COLUMNFAMILY CREATE
+		DELETE DESC DESCRIBE DROP ENTRIES EXECUTE FROM FULL GRANT IF IN INDEX INFINITY INSERT INTO IS
+		KEYSPACE LIMIT MATERIALIZED MODIFY NAN NORECURSIVE NOT NULL OF ON OR ORDER PRIMARY RENAME
+		REVOKE SCHEMA SELECT SET TABLE TO TOKEN TRUNCATE UNLOGGED UPDATE USE USING VIEW WHERE WITH`) {
+		m[w] = true
+	}
+	return m
+}()
+
 func parseCreateTable(q, ks string) (*statement, error) {
 	m := reCreateTable.FindStringSubmatchIndex(q)
 	name := q[m[4]:m[5]]
@@ -483,6 +514,9 @@ func parseCreateTable(q, ks string) (*statement, error) {
 		f := strings.Fields(part)
 		if len(f) < 2 {
 			return nil, syntaxErr("bad column definition %q", part)
+		}
+		if reserved[strings.ToUpper(f[0])] {
+			return nil, syntaxErr("no viable alternative at input '%s': %s is a reserved word of CQL (quote it or pick another name)", f[0], strings.ToUpper(f[0]))
 		}
 		typ, ok := types[strings.ToLower(f[1])]
 		if !ok {

@@ -175,6 +175,17 @@ func PartitionCount(ctx context.Context, brokers []string, topic string) (int, e
 	return len(parts), nil
 }
 
+// maxTransientFetchErrors bounds the consecutive leader errors a routed
+// partition's reader waits through (with the reader's backoff, seconds)
+// before the generation fails.
+const maxTransientFetchErrors = 100
+
+// leaderMoving reports whether err says a partition has no serving leader
+// for the moment.
+func leaderMoving(err error) bool {
+	return errors.Is(err, kafkago.NotLeaderForPartition) || errors.Is(err, kafkago.LeaderNotAvailable)
+}
+
 type fetched struct {
 	m   kafkago.Message
 	err error
@@ -268,8 +279,18 @@ func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generati
 		}
 		readers = append(readers, r)
 		wg.Go(func() {
+			transient := 0
 			for {
 				m, err := r.FetchMessage(rctx)
+				// A partition whose leader is loading or moving answers
+				// NOT_LEADER_OR_FOLLOWER or LEADER_NOT_AVAILABLE for a
+				// while on Apache Kafka (the embedded broker never does,
+				// which hid this); the reader retries with backoff.
+				if err != nil && rctx.Err() == nil && leaderMoving(err) && transient < maxTransientFetchErrors {
+					transient++
+					log.Warn("fetch routed changes: partition leader not ready, retrying", "partition", p, "err", err)
+					continue
+				}
 				if err != nil {
 					if rctx.Err() == nil {
 						select {
@@ -279,6 +300,7 @@ func (a *Aggregator) generation(ctx, gctx context.Context, gen *kafkago.Generati
 					}
 					return
 				}
+				transient = 0
 				select {
 				case ch <- fetched{m: m}:
 				case <-rctx.Done():

@@ -40,9 +40,11 @@ type Config struct {
 	Consistency string
 	// LocalDC routes to this data center first when set.
 	LocalDC string
-	// Timeout bounds one request; ConnectTimeout a connection attempt.
+	// Timeout bounds one request; ConnectTimeout a connection attempt;
+	// SchemaTimeout one schema change (CREATE KEYSPACE/TABLE) at start.
 	Timeout        time.Duration
 	ConnectTimeout time.Duration
+	SchemaTimeout  time.Duration
 	// Retries is how often a failed idempotent request is retried.
 	Retries int
 	// WriteConcurrency bounds the partitions written at once by a batch.
@@ -66,6 +68,7 @@ func DefaultConfig() Config {
 		Consistency:      "LOCAL_QUORUM",
 		Timeout:          500 * time.Millisecond,
 		ConnectTimeout:   5 * time.Second,
+		SchemaTimeout:    30 * time.Second,
 		Retries:          2,
 		WriteConcurrency: 32,
 		NumConns:         2,
@@ -135,23 +138,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	cons, _ := gocql.ParseConsistencyWrapper(cfg.Consistency)
-	cluster := gocql.NewCluster(cfg.Hosts...)
-	cluster.ProtoVersion = 4
-	cluster.Consistency = cons
-	cluster.Timeout = cfg.Timeout
-	cluster.ReadTimeout = cfg.Timeout
-	cluster.WriteTimeout = cfg.Timeout
-	cluster.ConnectTimeout = cfg.ConnectTimeout
-	cluster.NumConns = cfg.NumConns
-	cluster.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: cfg.Retries, Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
-	fallback := gocql.RoundRobinHostPolicy()
-	if cfg.LocalDC != "" {
-		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	// The schema first, on a session of its own: a schema change waits for
+	// the cluster to agree on it, which takes seconds on a real server,
+	// far beyond the request timeout meant for reads and writes.
+	ddl, err := gocqlx.WrapSession(cluster(cfg, max(cfg.Timeout, cfg.SchemaTimeout)).CreateSession())
+	if err != nil {
+		return nil, fmt.Errorf("connect to scylla %s: %w", strings.Join(cfg.Hosts, ","), err)
 	}
-	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
-	cluster.Logger = slogger{cfg.Log}
-	session, err := gocqlx.WrapSession(cluster.CreateSession())
+	err = createSchema(ctx, ddl, cfg)
+	ddl.Close()
+	if err != nil {
+		return nil, err
+	}
+	session, err := gocqlx.WrapSession(cluster(cfg, cfg.Timeout).CreateSession())
 	if err != nil {
 		return nil, fmt.Errorf("connect to scylla %s: %w", strings.Join(cfg.Hosts, ","), err)
 	}
@@ -159,28 +158,47 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:     cfg,
 		session: session,
-		insert:  "INSERT INTO " + tbl + " (view, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view = ? AND entity = ?",
+		insert:  "INSERT INTO " + tbl + " (view_name, entity, res_ms, start_ms, max_event_ms, features) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
+		sel:     "SELECT res_ms, start_ms, max_event_ms, features FROM " + tbl + " WHERE view_name = ? AND entity = ?",
 		cache:   newTileCache(cfg.TileCacheBytes),
 		compact: core.NewTileCompactor(),
-	}
-	if err := s.createSchema(ctx); err != nil {
-		session.Close()
-		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Store) createSchema(ctx context.Context) error {
+// cluster is the driver configuration of cfg with request timeout timeout.
+func cluster(cfg Config, timeout time.Duration) *gocql.ClusterConfig {
+	cons, _ := gocql.ParseConsistencyWrapper(cfg.Consistency)
+	c := gocql.NewCluster(cfg.Hosts...)
+	c.ProtoVersion = 4
+	c.Consistency = cons
+	c.Timeout = timeout
+	c.ReadTimeout = timeout
+	c.WriteTimeout = timeout
+	c.ConnectTimeout = cfg.ConnectTimeout
+	c.NumConns = cfg.NumConns
+	c.RetryPolicy = &gocql.ExponentialBackoffRetryPolicy{NumRetries: cfg.Retries, Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
+	fallback := gocql.RoundRobinHostPolicy()
+	if cfg.LocalDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(cfg.LocalDC)
+	}
+	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(fallback)
+	c.Logger = slogger{cfg.Log}
+	return c
+}
+
+func createSchema(ctx context.Context, session gocqlx.Session, cfg Config) error {
 	stmts := []string{
-		"CREATE KEYSPACE IF NOT EXISTS " + s.cfg.Keyspace + " WITH replication = " + s.cfg.Replication,
-		"CREATE TABLE IF NOT EXISTS " + s.cfg.Keyspace + ".tiles (" +
-			"view text, entity text, res_ms bigint, start_ms bigint, max_event_ms bigint, features blob, " +
-			"PRIMARY KEY ((view, entity), res_ms, start_ms)" +
+		"CREATE KEYSPACE IF NOT EXISTS " + cfg.Keyspace + " WITH replication = " + cfg.Replication,
+		"CREATE TABLE IF NOT EXISTS " + cfg.Keyspace + ".tiles (" +
+			// view_name, not view: VIEW is a reserved word of CQL (Cassandra
+			// refuses it unquoted; the in-process CQL server does too).
+			"view_name text, entity text, res_ms bigint, start_ms bigint, max_event_ms bigint, features blob, " +
+			"PRIMARY KEY ((view_name, entity), res_ms, start_ms)" +
 			") WITH CLUSTERING ORDER BY (res_ms ASC, start_ms ASC)",
 	}
 	for _, st := range stmts {
-		if err := s.session.ContextQuery(ctx, st, nil).ExecRelease(); err != nil {
+		if err := session.ContextQuery(ctx, st, nil).ExecRelease(); err != nil {
 			return fmt.Errorf("create schema (%s): %w", strings.SplitN(st, "(", 2)[0], err)
 		}
 	}

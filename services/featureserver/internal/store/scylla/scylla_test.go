@@ -198,3 +198,24 @@ func BenchmarkGetTiles(b *testing.B) {
 		})
 	}
 }
+
+// TestSchemaChangeSlowerThanARequest: creating the keyspace and table takes
+// a real server seconds (Cassandra agrees on the schema), far beyond the
+// request timeout of reads and writes; Open must still succeed. (Found on
+// Apache Cassandra: with the default 500ms timeout Open failed.)
+func TestSchemaChangeSlowerThanARequest(t *testing.T) {
+	srv := cqlServer(t)
+	srv.SetSchemaDelay(time.Second)
+	cfg := scylla.DefaultConfig()
+	cfg.Hosts, cfg.Consistency, cfg.Timeout = []string{srv.Addr()}, "ONE", 200*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := scylla.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.GetTiles(ctx, "v", "u", nil); err != nil {
+		t.Fatal(err)
+	}
+}
