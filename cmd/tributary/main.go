@@ -36,6 +36,7 @@ commands:
   kafka      run the embedded Kafka broker alone
   train      train the fraud example model from demo data into examples/fraud/models
   features   feature view tools: features validate DIR
+  import     load history (CSV/Parquet source rows) into the offline archive: import --topic T FILE
 `)
 	for _, c := range services() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return trainCommand(rest, stdout, stderr)
 	case "features":
 		return featuresCommand(rest, stdout, stderr)
+	case "import":
+		return importCommand(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

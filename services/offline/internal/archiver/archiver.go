@@ -60,7 +60,7 @@ type Stats struct {
 type Archiver struct {
 	cfg   Config
 	arc   *archive.Archive
-	plans map[string]plan
+	plans map[string]Plan
 	log   *slog.Logger
 
 	rows, files, bytes, deleted, pending atomic.Int64
@@ -282,7 +282,7 @@ func (a *Archiver) partition(ctx context.Context, topic string, part int, next i
 		if len(buf) == 0 {
 			opened = time.Now()
 		}
-		buf = append(buf, pl.row(&m))
+		buf = append(buf, pl.Row(&m))
 		a.pending.Add(1)
 		size += int64(len(m.Key) + len(m.Value) + 64)
 		if size >= a.cfg.RollBytes || time.Since(opened) >= a.cfg.RollInterval {
