@@ -38,6 +38,9 @@ type Config struct {
 	Retention time.Duration
 	// Discover is how often topics are checked for new partitions (default 5s).
 	Discover time.Duration
+	// CompactEvery is how often small files of finished days are merged
+	// (default 1h; negative disables compaction).
+	CompactEvery time.Duration
 	// GroupID is the consumer group offsets are committed to (default
 	// tributary-offline), so Kafka tools show the archive's lag.
 	GroupID string
@@ -52,8 +55,9 @@ const DefaultGroupID = "tributary-offline"
 // Stats counts what the archiver wrote.
 type Stats struct {
 	// Rows, Files and Bytes were written; Deleted files expired; Pending
-	// records are read and buffered, not yet written.
-	Rows, Files, Bytes, Deleted, Pending int64
+	// records are read and buffered, not yet written; Compacted small
+	// files were merged into bigger ones.
+	Rows, Files, Bytes, Deleted, Pending, Compacted int64
 }
 
 // Archiver archives topics; Run does the work.
@@ -63,9 +67,9 @@ type Archiver struct {
 	plans map[string]Plan
 	log   *slog.Logger
 
-	rows, files, bytes, deleted, pending atomic.Int64
-	mu                                   sync.Mutex
-	readers                              map[tp]*kafka.PartitionReader
+	rows, files, bytes, deleted, pending, compacted atomic.Int64
+	mu                                              sync.Mutex
+	readers                                         map[tp]*kafka.PartitionReader
 }
 
 type tp struct {
@@ -90,6 +94,9 @@ func New(cfg Config, arc *archive.Archive) (*Archiver, error) {
 	if cfg.Discover <= 0 {
 		cfg.Discover = 5 * time.Second
 	}
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery = time.Hour
+	}
 	if cfg.GroupID == "" {
 		cfg.GroupID = DefaultGroupID
 	}
@@ -105,7 +112,7 @@ func New(cfg Config, arc *archive.Archive) (*Archiver, error) {
 
 // Stats returns the counts so far.
 func (a *Archiver) Stats() Stats {
-	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load()}
+	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load(), Compacted: a.compacted.Load()}
 }
 
 // Lag is the records the partitions' high watermarks are ahead of what was
@@ -158,6 +165,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return nil
 	}
 	g.Go(func() error {
+		var lastCompact time.Time
 		tick := time.NewTicker(a.cfg.Discover)
 		defer tick.Stop()
 		for {
@@ -169,6 +177,12 @@ func (a *Archiver) Run(ctx context.Context) error {
 			}
 			if err := a.expire(gctx); err != nil && gctx.Err() == nil {
 				a.log.Warn("retention", "err", err)
+			}
+			if a.cfg.CompactEvery > 0 && time.Since(lastCompact) >= a.cfg.CompactEvery {
+				lastCompact = time.Now()
+				if err := a.Compact(gctx); err != nil && gctx.Err() == nil {
+					a.log.Warn("compaction", "err", err)
+				}
 			}
 			select {
 			case <-gctx.Done():
