@@ -131,3 +131,22 @@ func CommittedOffsets(ctx context.Context, brokers []string, group, topic string
 	}
 	return out, nil
 }
+
+// PartitionOffsets returns a partition's first offset (the log start) and
+// its high watermark (the offset the next record gets), from its leader.
+func PartitionOffsets(ctx context.Context, brokers []string, topic string, partition int) (first, next int64, err error) {
+	if len(brokers) == 0 {
+		return 0, 0, errors.New("offsets of " + topic + ": no brokers")
+	}
+	var d kafkago.Dialer
+	lc, err := d.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
+	}
+	defer lc.Close()
+	first, next, err = lc.ReadOffsets()
+	if err != nil {
+		return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
+	}
+	return first, next, nil
+}

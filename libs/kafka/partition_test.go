@@ -34,6 +34,10 @@ func TestPartitionReaderAndStandaloneCommits(t *testing.T) {
 	if err != nil || len(ps) != 2 {
 		t.Fatalf("partitions: %v %v", ps, err)
 	}
+	first, next, err := PartitionOffsets(ctx, brokers, "t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Partition 0 from offset 2: the records from there on, in order.
 	var all []Message
 	if _, err := ReadAll(ctx, brokers, "t", func(m Message) error {
@@ -46,6 +50,9 @@ func TestPartitionReaderAndStandaloneCommits(t *testing.T) {
 	}
 	if len(all) < 3 {
 		t.Fatalf("partition 0 has %d records; the test needs 3", len(all))
+	}
+	if first != 0 || next != int64(len(all)) {
+		t.Fatalf("offsets of partition 0: first %d, next %d; want 0, %d", first, next, len(all))
 	}
 	r, err := NewPartitionReader(brokers, "t", 0, 2)
 	if err != nil {

@@ -251,6 +251,7 @@ func (s *Service) registerMetrics() error {
 		"tributary_offline_files":           {"archive files written", func(st archiver.Stats) int64 { return st.Files }},
 		"tributary_offline_bytes":           {"bytes of archive files written", func(st archiver.Stats) int64 { return st.Bytes }},
 		"tributary_offline_files_expired":   {"archive files deleted by retention", func(st archiver.Stats) int64 { return st.Deleted }},
+		"tributary_offline_records_lost":    {"records Kafka's retention removed before they were archived", func(st archiver.Stats) int64 { return st.Lost }},
 		"tributary_offline_files_compacted": {"small archive files merged into bigger ones", func(st archiver.Stats) int64 { return st.Compacted }},
 	}
 	for name, c := range counters {

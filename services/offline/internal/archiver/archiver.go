@@ -56,8 +56,10 @@ const DefaultGroupID = "tributary-offline"
 type Stats struct {
 	// Rows, Files and Bytes were written; Deleted files expired; Pending
 	// records are read and buffered, not yet written; Compacted small
-	// files were merged into bigger ones.
-	Rows, Files, Bytes, Deleted, Pending, Compacted int64
+	// files were merged into bigger ones; Lost records expired from Kafka
+	// before they were archived (the archiver was down for longer than
+	// Kafka's retention).
+	Rows, Files, Bytes, Deleted, Pending, Compacted, Lost int64
 }
 
 // Archiver archives topics; Run does the work.
@@ -67,9 +69,9 @@ type Archiver struct {
 	plans map[string]Plan
 	log   *slog.Logger
 
-	rows, files, bytes, deleted, pending, compacted atomic.Int64
-	mu                                              sync.Mutex
-	readers                                         map[tp]*kafka.PartitionReader
+	rows, files, bytes, deleted, pending, compacted, lost atomic.Int64
+	mu                                                    sync.Mutex
+	readers                                               map[tp]*kafka.PartitionReader
 }
 
 type tp struct {
@@ -112,7 +114,7 @@ func New(cfg Config, arc *archive.Archive) (*Archiver, error) {
 
 // Stats returns the counts so far.
 func (a *Archiver) Stats() Stats {
-	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load(), Compacted: a.compacted.Load()}
+	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load(), Compacted: a.compacted.Load(), Lost: a.lost.Load()}
 }
 
 // Lag is the records the partitions' high watermarks are ahead of what was
@@ -220,6 +222,17 @@ func (a *Archiver) resume(ctx context.Context, topic string, parts []int) (map[i
 
 // partition archives one partition from offset next on.
 func (a *Archiver) partition(ctx context.Context, topic string, part int, next int64) error {
+	// Records Kafka's retention removed before they were archived are
+	// lost to the archive: count them, say so, and continue at the log
+	// start explicitly (kafka-go retries an out-of-range offset rather
+	// than moving on).
+	if first, _, err := kafka.PartitionOffsets(ctx, a.cfg.Brokers, topic, part); err != nil {
+		a.log.Warn("read the partition's log start", "topic", topic, "partition", part, "err", err)
+	} else if next < first {
+		a.log.Warn("records expired from Kafka before they were archived", "topic", topic, "partition", part, "from", next, "to", first-1)
+		a.lost.Add(first - next)
+		next = first
+	}
 	r, err := kafka.NewPartitionReader(a.cfg.Brokers, topic, part, next)
 	if err != nil {
 		return err
