@@ -177,7 +177,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 				}
 				a.log.Warn("discover partitions", "err", err)
 			}
-			if err := a.expire(gctx); err != nil && gctx.Err() == nil {
+			if err := a.Expire(gctx); err != nil && gctx.Err() == nil {
 				a.log.Warn("retention", "err", err)
 			}
 			if a.cfg.CompactEvery > 0 && time.Since(lastCompact) >= a.cfg.CompactEvery {
@@ -341,8 +341,9 @@ func (a *Archiver) write(ctx context.Context, rows []archive.Row) (archive.FileI
 	return archive.FileInfo{}, err
 }
 
-// expire deletes the files of days that ended longer than the retention ago.
-func (a *Archiver) expire(ctx context.Context) error {
+// Expire deletes the files of days that ended longer than the retention
+// ago (nothing when the retention is 0).
+func (a *Archiver) Expire(ctx context.Context) error {
 	if a.cfg.Retention <= 0 {
 		return nil
 	}

@@ -72,3 +72,47 @@ func TestCompactMergesFinishedDays(t *testing.T) {
 		t.Fatalf("%d rows after compaction, want 120", len(offsets))
 	}
 }
+
+func TestExpireDeletesDaysPastRetention(t *testing.T) {
+	ctx := context.Background()
+	arc, err := archive.Create(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer arc.Close()
+	now := time.Date(2026, 12, 10, 12, 0, 0, 0, time.UTC)
+	for i, day := range []int{1, 2, 3, 9, 10} {
+		at := time.Date(2026, 12, day, 23, 0, 0, 0, time.UTC).UnixMilli()
+		if _, err := arc.WriteFile(ctx, []archive.Row{{Topic: "events.x", Offset: int64(i), ArrivalMs: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		retention time.Duration
+		want      string
+	}{
+		{0, "[2026-12-01 2026-12-02 2026-12-03 2026-12-09 2026-12-10]"},
+		// Seven days before noon of the 10th is noon of the 3rd: the 1st
+		// and 2nd ended before it, the 3rd did not.
+		{7 * 24 * time.Hour, "[2026-12-03 2026-12-09 2026-12-10]"},
+	} {
+		a, err := archiver.New(archiver.Config{Brokers: []string{"unused:9092"}, Topics: []string{"events.x"}, Retention: tc.retention, Now: func() time.Time { return now }}, arc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Expire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		files, err := arc.Files(ctx, "events.x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var days []string
+		for _, f := range files {
+			days = append(days, f.Date)
+		}
+		if fmt.Sprint(days) != tc.want {
+			t.Fatalf("retention %s: days %v, want %s", tc.retention, days, tc.want)
+		}
+	}
+}
