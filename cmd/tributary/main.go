@@ -38,6 +38,7 @@ commands:
   features   feature view tools: features validate DIR
   training-set  a point-in-time training set from the offline archive (spine + features -> file)
   skew       the features a model was served against the same features computed offline
+  import     load history (CSV/Parquet source rows) into the offline archive: import --topic T FILE
 `)
 	for _, c := range services() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
@@ -69,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return trainingSetCommand(rest, stdout, stderr)
 	case "skew":
 		return skewCommand(rest, stdout, stderr)
+	case "import":
+		return importCommand(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0

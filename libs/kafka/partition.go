@@ -132,23 +132,21 @@ func CommittedOffsets(ctx context.Context, brokers []string, group, topic string
 	return out, nil
 }
 
-// EndOffset is the offset the next record of topic's partition will get
-// (the high watermark), asked of the partition's leader.
-func EndOffset(ctx context.Context, brokers []string, topic string, partition int) (int64, error) {
+// PartitionOffsets returns a partition's first offset (the log start) and
+// its high watermark (the offset the next record gets), from its leader.
+func PartitionOffsets(ctx context.Context, brokers []string, topic string, partition int) (first, next int64, err error) {
 	if len(brokers) == 0 {
-		return 0, fmt.Errorf("end offset of %s/%d: no brokers", topic, partition)
+		return 0, 0, errors.New("offsets of " + topic + ": no brokers")
 	}
-	conn, err := kafkago.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	var d kafkago.Dialer
+	lc, err := d.DialLeader(ctx, "tcp", brokers[0], topic, partition)
 	if err != nil {
-		return 0, fmt.Errorf("end offset of %s/%d: %w", topic, partition, err)
+		return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
 	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	end, err := conn.ReadLastOffset()
+	defer lc.Close()
+	first, next, err = lc.ReadOffsets()
 	if err != nil {
-		return 0, fmt.Errorf("end offset of %s/%d: %w", topic, partition, err)
+		return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
 	}
-	return end, nil
+	return first, next, nil
 }

@@ -41,7 +41,7 @@ func ArchivedThrough(ctx context.Context, arc *archive.Archive, brokers []string
 			}
 		}
 		for _, p := range parts {
-			end, err := kafka.EndOffset(ctx, brokers, topic, p)
+			_, end, err := kafka.PartitionOffsets(ctx, brokers, topic, p)
 			if err != nil {
 				return c, err
 			}

@@ -54,6 +54,9 @@ type Config struct {
 	RollInterval time.Duration
 	// Retention deletes files of days older than this; 0 keeps them.
 	Retention time.Duration
+	// CompactInterval is how often small files of finished days are
+	// merged; 0 disables compaction.
+	CompactInterval time.Duration
 }
 
 // DefaultConfig returns the defaults of DESIGN.md §4.
@@ -65,11 +68,12 @@ func DefaultConfig() Config {
 			GRPCAddr:     "127.0.0.1:9104",
 			LogLevel:     "info",
 		},
-		Features:       "examples/fraud/features",
-		Offline:        "file://./data/offline",
-		LabelsCDCTopic: cdc.Topic("public", "labels"),
-		RollBytes:      64 << 20,
-		RollInterval:   time.Minute,
+		Features:        "examples/fraud/features",
+		Offline:         "file://./data/offline",
+		LabelsCDCTopic:  cdc.Topic("public", "labels"),
+		RollBytes:       64 << 20,
+		RollInterval:    time.Minute,
+		CompactInterval: time.Hour,
 	}
 }
 
@@ -82,6 +86,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LabelsCDCTopic, "labels-cdc-topic", c.LabelsCDCTopic, "topic of a labels table's change events, archived as a labels source (empty: none)")
 	fs.Int64Var(&c.RollBytes, "roll-bytes", c.RollBytes, "close an archive file when its records reach this many bytes")
 	fs.DurationVar(&c.RollInterval, "roll-interval", c.RollInterval, "close an archive file this long after its first record")
+	fs.DurationVar(&c.CompactInterval, "compact-interval", c.CompactInterval, "how often small archive files of finished days are merged into files of up to --roll-bytes (0 disables)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "delete archive files of days that ended longer ago than this (0 keeps them)")
 }
 
@@ -110,6 +115,9 @@ func (c Config) Validate() error {
 	}
 	if c.RollInterval < time.Second {
 		return fmt.Errorf("roll-interval: %s is below 1s", c.RollInterval)
+	}
+	if c.CompactInterval < 0 {
+		return fmt.Errorf("compact-interval: %s must not be negative", c.CompactInterval)
 	}
 	if c.Retention < 0 {
 		return fmt.Errorf("retention: %s must not be negative", c.Retention)
@@ -200,10 +208,14 @@ func New(ctx context.Context, cfg Config, deps Deps) (_ *Service, err error) {
 	arcOwned = false
 	grpcapi.New(func() []*featurespec.View { return views }, ArchiveHistory(arc), grpcapi.DefaultLimits()).Register(base.GRPC.Server)
 	topics := cfg.ArchivedTopics(views)
+	compactEvery := cfg.CompactInterval
+	if compactEvery == 0 {
+		compactEvery = -1 // disabled
+	}
 	s.archiver, err = archiver.New(archiver.Config{
 		Brokers: cfg.Common.Brokers(), Topics: topics, Views: views,
 		RollBytes: cfg.RollBytes, RollInterval: cfg.RollInterval, Retention: cfg.Retention,
-		Log: s.log,
+		CompactEvery: compactEvery, Log: s.log,
 	}, arc)
 	if err != nil {
 		return nil, err
@@ -247,10 +259,12 @@ func (s *Service) registerMetrics() error {
 		desc string
 		get  func(archiver.Stats) int64
 	}{
-		"tributary_offline_rows":          {"records written to the archive", func(st archiver.Stats) int64 { return st.Rows }},
-		"tributary_offline_files":         {"archive files written", func(st archiver.Stats) int64 { return st.Files }},
-		"tributary_offline_bytes":         {"bytes of archive files written", func(st archiver.Stats) int64 { return st.Bytes }},
-		"tributary_offline_files_expired": {"archive files deleted by retention", func(st archiver.Stats) int64 { return st.Deleted }},
+		"tributary_offline_rows":            {"records written to the archive", func(st archiver.Stats) int64 { return st.Rows }},
+		"tributary_offline_files":           {"archive files written", func(st archiver.Stats) int64 { return st.Files }},
+		"tributary_offline_bytes":           {"bytes of archive files written", func(st archiver.Stats) int64 { return st.Bytes }},
+		"tributary_offline_files_expired":   {"archive files deleted by retention", func(st archiver.Stats) int64 { return st.Deleted }},
+		"tributary_offline_records_lost":    {"records Kafka's retention removed before they were archived", func(st archiver.Stats) int64 { return st.Lost }},
+		"tributary_offline_files_compacted": {"small archive files merged into bigger ones", func(st archiver.Stats) int64 { return st.Compacted }},
 	}
 	for name, c := range counters {
 		get := c.get

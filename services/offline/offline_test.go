@@ -35,6 +35,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"roll bytes", func(c *offline.Config) { c.RollBytes = 10 }, "roll-bytes"},
 		{"roll interval", func(c *offline.Config) { c.RollInterval = time.Millisecond }, "roll-interval"},
 		{"retention", func(c *offline.Config) { c.Retention = -time.Hour }, "retention"},
+		{"compact interval", func(c *offline.Config) { c.CompactInterval = -time.Hour }, "compact-interval"},
 		{"grpc", func(c *offline.Config) { c.Common.GRPCAddr = "x" }, "grpc-addr"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,10 +25,7 @@ Record = tuple[int, int, str, str | None, int | None]
 def expected(path: Path) -> dict[str, list[Record]]:
     raw: dict[str, list[dict[str, Any]]] = json.loads(path.read_text())
     return {
-        topic: sorted(
-            (r["partition"], r["offset"], r["key"], r["value"], r["event_ms"])
-            for r in recs
-        )
+        topic: sorted((r["partition"], r["offset"], r["key"], r["value"], r["event_ms"]) for r in recs)
         for topic, recs in raw.items()
     }
 
@@ -40,9 +37,9 @@ def text(b: bytes | None) -> str | None:
 def with_duckdb(root: Path, topic: str) -> list[Record]:
     glob = str(root / topic / "*" / "*.parquet")
     rows = duckdb.sql(
-        "SELECT partition, \"offset\", key, value, event_ms, date "
+        'SELECT partition, "offset", key, value, event_ms, date '
         f"FROM read_parquet('{glob}', hive_partitioning = true) "
-        "ORDER BY partition, \"offset\""
+        'ORDER BY partition, "offset"'
     ).fetchall()
     for r in rows:
         if len(str(r[5])) != 10:
@@ -55,7 +52,9 @@ def with_pyarrow(root: Path, topic: str) -> list[Record]:
     cols = {name: table.column(name).to_pylist() for name in ("partition", "offset", "key", "value", "event_ms")}
     out = [
         (p, o, text(k) or "", text(v), e)
-        for p, o, k, v, e in zip(cols["partition"], cols["offset"], cols["key"], cols["value"], cols["event_ms"])
+        for p, o, k, v, e in zip(
+            cols["partition"], cols["offset"], cols["key"], cols["value"], cols["event_ms"], strict=True
+        )
     ]
     return sorted(out, key=lambda r: (r[0], r[1]))
 
@@ -67,7 +66,7 @@ def main() -> None:
             got = read(root, topic)
             if len(got) != len(want):
                 raise SystemExit(f"{reader} {topic}: {len(got)} rows, {len(want)} were produced")
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 if g != w:
                     raise SystemExit(f"{reader} {topic}: row {g} differs from the produced {w}")
             print(f"{reader} {topic}: {len(got)} rows match")

@@ -14,6 +14,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -245,6 +246,14 @@ func DecodeFile(data []byte, fn func(r *Row) error) (err error) {
 			err = fmt.Errorf("corrupt parquet: %v", p)
 		}
 	}()
+	// The footer's length comes first: a corrupt one would make the
+	// library allocate what it claims (gigabytes) before failing.
+	if len(data) < 12 || string(data[:4]) != "PAR1" || string(data[len(data)-4:]) != "PAR1" {
+		return errors.New("not a parquet file: no PAR1 magic at both ends")
+	}
+	if n := binary.LittleEndian.Uint32(data[len(data)-8:]); int64(n) > int64(len(data)-12) {
+		return fmt.Errorf("not a parquet file: footer length %d exceeds the file", n)
+	}
 	pf, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return fmt.Errorf("not a parquet file: %w", err)

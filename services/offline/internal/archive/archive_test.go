@@ -169,6 +169,8 @@ func TestCorruptFile(t *testing.T) {
 		"truncated": data[:len(data)/2],
 		"garbage":   []byte("this is not parquet at all"),
 		"flipped":   flip(data),
+		// A footer length of 4 GiB: must fail fast, not allocate it.
+		"huge footer": append(bytes.Clone(data[:len(data)-8]), 0xff, 0xff, 0xff, 0xff, 'P', 'A', 'R', '1'),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := os.WriteFile(path, bad, 0o644); err != nil {

@@ -38,6 +38,9 @@ type Config struct {
 	Retention time.Duration
 	// Discover is how often topics are checked for new partitions (default 5s).
 	Discover time.Duration
+	// CompactEvery is how often small files of finished days are merged
+	// (default 1h; negative disables compaction).
+	CompactEvery time.Duration
 	// GroupID is the consumer group offsets are committed to (default
 	// tributary-offline), so Kafka tools show the archive's lag.
 	GroupID string
@@ -52,20 +55,23 @@ const DefaultGroupID = "tributary-offline"
 // Stats counts what the archiver wrote.
 type Stats struct {
 	// Rows, Files and Bytes were written; Deleted files expired; Pending
-	// records are read and buffered, not yet written.
-	Rows, Files, Bytes, Deleted, Pending int64
+	// records are read and buffered, not yet written; Compacted small
+	// files were merged into bigger ones; Lost records expired from Kafka
+	// before they were archived (the archiver was down for longer than
+	// Kafka's retention).
+	Rows, Files, Bytes, Deleted, Pending, Compacted, Lost int64
 }
 
 // Archiver archives topics; Run does the work.
 type Archiver struct {
 	cfg   Config
 	arc   *archive.Archive
-	plans map[string]plan
+	plans map[string]Plan
 	log   *slog.Logger
 
-	rows, files, bytes, deleted, pending atomic.Int64
-	mu                                   sync.Mutex
-	readers                              map[tp]*kafka.PartitionReader
+	rows, files, bytes, deleted, pending, compacted, lost atomic.Int64
+	mu                                                    sync.Mutex
+	readers                                               map[tp]*kafka.PartitionReader
 }
 
 type tp struct {
@@ -90,6 +96,9 @@ func New(cfg Config, arc *archive.Archive) (*Archiver, error) {
 	if cfg.Discover <= 0 {
 		cfg.Discover = 5 * time.Second
 	}
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery = time.Hour
+	}
 	if cfg.GroupID == "" {
 		cfg.GroupID = DefaultGroupID
 	}
@@ -105,7 +114,7 @@ func New(cfg Config, arc *archive.Archive) (*Archiver, error) {
 
 // Stats returns the counts so far.
 func (a *Archiver) Stats() Stats {
-	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load()}
+	return Stats{Rows: a.rows.Load(), Files: a.files.Load(), Bytes: a.bytes.Load(), Deleted: a.deleted.Load(), Pending: a.pending.Load(), Compacted: a.compacted.Load(), Lost: a.lost.Load()}
 }
 
 // Lag is the records the partitions' high watermarks are ahead of what was
@@ -158,6 +167,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return nil
 	}
 	g.Go(func() error {
+		var lastCompact time.Time
 		tick := time.NewTicker(a.cfg.Discover)
 		defer tick.Stop()
 		for {
@@ -167,8 +177,14 @@ func (a *Archiver) Run(ctx context.Context) error {
 				}
 				a.log.Warn("discover partitions", "err", err)
 			}
-			if err := a.expire(gctx); err != nil && gctx.Err() == nil {
+			if err := a.Expire(gctx); err != nil && gctx.Err() == nil {
 				a.log.Warn("retention", "err", err)
+			}
+			if a.cfg.CompactEvery > 0 && time.Since(lastCompact) >= a.cfg.CompactEvery {
+				lastCompact = time.Now()
+				if err := a.Compact(gctx); err != nil && gctx.Err() == nil {
+					a.log.Warn("compaction", "err", err)
+				}
 			}
 			select {
 			case <-gctx.Done():
@@ -206,6 +222,17 @@ func (a *Archiver) resume(ctx context.Context, topic string, parts []int) (map[i
 
 // partition archives one partition from offset next on.
 func (a *Archiver) partition(ctx context.Context, topic string, part int, next int64) error {
+	// Records Kafka's retention removed before they were archived are
+	// lost to the archive: count them, say so, and continue at the log
+	// start explicitly (kafka-go retries an out-of-range offset rather
+	// than moving on).
+	if first, _, err := kafka.PartitionOffsets(ctx, a.cfg.Brokers, topic, part); err != nil {
+		a.log.Warn("read the partition's log start", "topic", topic, "partition", part, "err", err)
+	} else if next < first {
+		a.log.Warn("records expired from Kafka before they were archived", "topic", topic, "partition", part, "from", next, "to", first-1)
+		a.lost.Add(first - next)
+		next = first
+	}
 	r, err := kafka.NewPartitionReader(a.cfg.Brokers, topic, part, next)
 	if err != nil {
 		return err
@@ -282,7 +309,7 @@ func (a *Archiver) partition(ctx context.Context, topic string, part int, next i
 		if len(buf) == 0 {
 			opened = time.Now()
 		}
-		buf = append(buf, pl.row(&m))
+		buf = append(buf, pl.Row(&m))
 		a.pending.Add(1)
 		size += int64(len(m.Key) + len(m.Value) + 64)
 		if size >= a.cfg.RollBytes || time.Since(opened) >= a.cfg.RollInterval {
@@ -314,8 +341,9 @@ func (a *Archiver) write(ctx context.Context, rows []archive.Row) (archive.FileI
 	return archive.FileInfo{}, err
 }
 
-// expire deletes the files of days that ended longer than the retention ago.
-func (a *Archiver) expire(ctx context.Context) error {
+// Expire deletes the files of days that ended longer than the retention
+// ago (nothing when the retention is 0).
+func (a *Archiver) Expire(ctx context.Context) error {
 	if a.cfg.Retention <= 0 {
 		return nil
 	}

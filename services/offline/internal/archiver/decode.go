@@ -11,8 +11,8 @@ import (
 	"github.com/tributary-ml/tributary/services/offline/internal/archive"
 )
 
-// plan says how a topic's records become rows.
-type plan struct {
+// Plan says how a topic's records become rows.
+type Plan struct {
 	// cdc: values are Debezium change events.
 	cdc bool
 	// viewSource: a feature view reads the topic, so its rows get an
@@ -21,14 +21,14 @@ type plan struct {
 	eventTime  string
 }
 
-// Plans derives each topic's plan from the feature views: topics named
+// Plans derives each topic's Plan from the feature views: topics named
 // cdc.* or read by a view in debezium format hold change events; a topic
 // several views read takes the event-time field of the first view by name
 // that declares one.
-func Plans(views []*featurespec.View, topics []string) map[string]plan {
-	plans := map[string]plan{}
+func Plans(views []*featurespec.View, topics []string) map[string]Plan {
+	plans := map[string]Plan{}
 	for _, t := range topics {
-		plans[t] = plan{cdc: strings.HasPrefix(t, "cdc.")}
+		plans[t] = Plan{cdc: strings.HasPrefix(t, "cdc.")}
 	}
 	sorted := slices.Clone(views)
 	slices.SortFunc(sorted, func(a, b *featurespec.View) int { return strings.Compare(a.Name, b.Name) })
@@ -58,10 +58,10 @@ type envelope struct {
 	Payload *envelope `json:"payload"`
 }
 
-// row makes m's archive row. A value that does not decode is archived all
+// Row makes m's archive row. A value that does not decode is archived all
 // the same (raw), without the decoded fields: the archive keeps what Kafka
 // held.
-func (p plan) row(m *kafka.Message) archive.Row {
+func (p Plan) Row(m *kafka.Message) archive.Row {
 	r := archive.Row{
 		Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset,
 		Key: m.Key, Value: m.Value, ArrivalMs: m.Time.UnixMilli(),
@@ -122,3 +122,10 @@ func rawText(b json.RawMessage) string {
 	}
 	return string(b)
 }
+
+// CDC reports whether the topic's values are Debezium change events.
+func (p Plan) CDC() bool { return p.cdc }
+
+// EventTimeField is the field holding the event time ("" when the topic
+// is no view's source or its view uses the record time).
+func (p Plan) EventTimeField() string { return p.eventTime }
