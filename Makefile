@@ -30,7 +30,7 @@ test-race: ## every module's tests under the race detector (about 4x slower than
 	@set -e; for m in $(MODULES); do echo "=== $$m"; (cd $$m && go test -race -count=1 -timeout 20m ./...); done
 
 .PHONY: bench
-bench: bench-go bench-featureserver ## run every benchmark and print the numbers (targets: DESIGN.md §6)
+bench: bench-go bench-featureserver bench-offline ## run every benchmark and print the numbers (targets: DESIGN.md §6)
 
 .PHONY: bench-go
 bench-go: ## the Go benchmarks of every module (hot paths, ingest vs pg_recvlogical, featurizer, metrics, model eval)
@@ -39,6 +39,10 @@ bench-go: ## the Go benchmarks of every module (hot paths, ingest vs pg_recvlogi
 .PHONY: bench-featureserver
 bench-featureserver: bench-tools ## featureserver under load: p50/p99/rate for 1x50 and 100x50 next to a no-op call, and their maximum
 	GHZ=$(TOOLS)/ghz bash bench/featureserver/run.sh
+
+.PHONY: bench-offline
+bench-offline: ## training sets vs Feast's get_historical_features on the same spine, values checked identical (installs feast==0.67.0 into a cache venv)
+	bash bench/offline/feast_compare.sh
 
 .PHONY: bench-soak
 bench-soak: ## memory of the demo (all five services in one process) under its steady load for 10 minutes (DESIGN.md §6; not part of bench)

@@ -325,12 +325,12 @@ func (s eqSpine) JoinKey(i int, key string) (string, bool) {
 // user's on one partition (keyed by user), record times strictly
 // increasing and event times up to 7 minutes before them.
 type eqStream struct {
-	rng                         *rand.Rand
-	users                       []string
-	arrival                     int64
-	accounts                    map[string]map[string]any
+	rng                          *rand.Rand
+	users                        []string
+	arrival                      int64
+	accounts                     map[string]map[string]any
 	late, updates, deletes, bots int
-	wm                          map[string]int64
+	wm                           map[string]int64
 }
 
 func newEqStream(rng *rand.Rand, users []string, start int64) *eqStream {

@@ -117,17 +117,27 @@ func (e *Engine) AppendEntityTiles(dst []TileRef, view, entity string) []TileRef
 	return dst
 }
 
-// AppendWithSource appends to dst a copy of the routed change value with
-// its source position replaced. Replaying changes in another order than
-// their sources' (offline, by event time) needs positions that increase in
-// the replay order: the engine skips a change whose tile already holds a
-// later position of the same source partition, taking it for a replay.
-func AppendWithSource(dst, value []byte, topic string, partition, offset int64) ([]byte, error) {
-	var rt routed
-	if err := decodeRouted(value, &rt); err != nil {
+// Repositioner rewrites the source position of routed changes. Replaying
+// changes in another order than their sources' (offline, by event time)
+// needs positions that increase in the replay order: the engine skips a
+// change whose tile already holds a later position of the same source
+// partition, taking it for a replay. Its zero value is ready; it is not
+// safe for concurrent use.
+type Repositioner struct {
+	rt    routed
+	topic []byte
+}
+
+// Append appends to dst a copy of the routed change value with its source
+// position replaced.
+func (r *Repositioner) Append(dst, value []byte, topic string, partition, offset int64) ([]byte, error) {
+	if err := decodeRouted(value, &r.rt); err != nil {
 		return dst, err
 	}
-	rt.srcTopic = []byte(topic)
-	rt.srcPart, rt.srcOffset = partition, offset
-	return appendRouted(dst, &rt), nil
+	// The decoded fields alias value: the new topic is the
+	// Repositioner's own copy.
+	r.topic = append(r.topic[:0], topic...)
+	r.rt.srcTopic = r.topic
+	r.rt.srcPart, r.rt.srcOffset = partition, offset
+	return appendRouted(dst, &r.rt), nil
 }

@@ -34,7 +34,8 @@ func TestOfflineReads(t *testing.T) {
 	if ts, err := RoutedEventTime(recs[0]); err != nil || ts != t0+61*minute {
 		t.Fatalf("RoutedEventTime = %d, %v; want %d", ts, err, t0+61*minute)
 	}
-	moved, err := AppendWithSource(nil, recs[1], "elsewhere", 7, 42)
+	var rp Repositioner
+	moved, err := rp.Append(nil, recs[1], "elsewhere", 7, 42)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,9 +149,14 @@ type change struct {
 	offset    int64
 	sub       int32
 	rpart     int32
-	start     int
-	end       int
+	chunk     int32
+	start     int32
+	end       int32
 }
+
+// arenaChunk is the size of the chunks routed changes are kept in (one
+// growing buffer would copy itself as it grows).
+const arenaChunk = 4 << 20
 
 // plan is the per-view part of a computation.
 type plan struct {
@@ -256,7 +261,7 @@ func Compute(ctx context.Context, req Request) (*Result, error) {
 	var (
 		topics  []string
 		changes []change
-		arena   []byte
+		arena   [][]byte
 		stats   Stats
 	)
 	for _, v := range views {
@@ -275,8 +280,12 @@ func Compute(ctx context.Context, req Request) (*Result, error) {
 			if _, ok := needed[string(key)]; !ok {
 				return nil
 			}
+			if len(arena) == 0 || cap(arena[len(arena)-1])-len(arena[len(arena)-1]) < len(value) {
+				arena = append(arena, make([]byte, 0, max(arenaChunk, len(value))))
+			}
+			last := len(arena) - 1
 			c := change{topic: int32(ti), partition: int32(rec.Partition), offset: rec.Offset, sub: sub,
-				rpart: int32(aggregate.PartitionOfKey(key, parts)), start: len(arena)}
+				rpart: int32(aggregate.PartitionOfKey(key, parts)), chunk: int32(last), start: int32(len(arena[last]))}
 			sub++
 			if req.EventTimeOnly {
 				ts, err := aggregate.RoutedEventTime(value)
@@ -288,8 +297,8 @@ func Compute(ctx context.Context, req Request) (*Result, error) {
 			} else {
 				c.at = arrived[rec.Partition]
 			}
-			arena = append(arena, value...)
-			c.end = len(arena)
+			arena[last] = append(arena[last], value...)
+			c.end = int32(len(arena[last]))
 			changes = append(changes, c)
 			return nil
 		}
@@ -332,6 +341,7 @@ func Compute(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{Features: feats, Rows: rows, Values: make([]served.Value, len(rows)*len(feats))}
 	var buf []aggregate.TileRef
 	var scratch []byte
+	var repos aggregate.Repositioner
 	next := 0
 	for i, k := range order {
 		if i%1024 == 0 {
@@ -343,11 +353,11 @@ func Compute(ctx context.Context, req Request) (*Result, error) {
 		applied := false
 		for ; next < len(changes) && changes[next].at <= t; next++ {
 			c := &changes[next]
-			value := arena[c.start:c.end]
+			value := arena[c.chunk][c.start:c.end]
 			if req.EventTimeOnly {
 				// Out of source order: positions in replay order, so
 				// none is taken for a replay of a later one.
-				scratch, _ = aggregate.AppendWithSource(scratch[:0], value, "offline.replay", 0, int64(next))
+				scratch, _ = repos.Append(scratch[:0], value, "offline.replay", 0, int64(next))
 				value = scratch
 			}
 			// Routed records come from this process's router: they decode.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 
 	"github.com/parquet-go/parquet-go"
@@ -64,39 +65,44 @@ func DecodeParquet(name string, r io.ReaderAt, size int64) (t *Table, err error)
 	defer rd.Close()
 	rows := make([]parquet.Row, 256)
 	rowNum := 0
+	// The footer's row count sizes the table (bounded: it is input).
+	if n := pf.NumRows(); n > 0 && n < 1<<26 {
+		t.Cells = make([]string, 0, int(n)*nc)
+		t.Events = make([]int64, 0, int(n))
+	}
 	for {
 		n, err := rd.ReadRows(rows)
 		for _, row := range rows[:n] {
 			rowNum++
-			cells := make([]string, nc)
-			nulls := make([]bool, nc)
-			any := false
+			base := len(t.Cells)
+			t.Cells = slices.Grow(t.Cells, nc)[:base+nc]
+			cells := t.Cells[base:]
+			clear(cells)
+			if t.Nulls != nil {
+				t.Nulls = append(t.Nulls, make([]bool, nc)...)
+			}
 			for _, v := range row {
 				c := v.Column()
 				if c < 0 || c >= nc {
 					return nil, fmt.Errorf("%s: row %d: value of unknown column %d", name, rowNum, c)
 				}
 				if v.IsNull() {
-					nulls[c], any = true, true
+					if t.Nulls == nil {
+						t.Nulls = make([]bool, len(t.Cells), cap(t.Cells))
+					}
+					t.Nulls[base+c] = true
 					continue
 				}
 				cells[c] = text(v, t.Kinds[c], unit[c])
 			}
-			if nulls[ts] {
+			if t.Nulls != nil && t.Nulls[base+ts] {
 				return nil, fmt.Errorf("%s: row %d: column %s: null", name, rowNum, EventTimestamp)
 			}
 			ms, err := ParseTimestamp(cells[ts])
 			if err != nil {
 				return nil, fmt.Errorf("%s: row %d: column %s: %w", name, rowNum, EventTimestamp, err)
 			}
-			if any && t.Nulls == nil {
-				t.Nulls = make([]bool, len(t.Cells), cap(t.Cells))
-			}
 			t.Events = append(t.Events, ms)
-			t.Cells = append(t.Cells, cells...)
-			if t.Nulls != nil {
-				t.Nulls = append(t.Nulls, nulls...)
-			}
 		}
 		if errors.Is(err, io.EOF) {
 			break

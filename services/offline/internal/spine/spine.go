@@ -141,7 +141,9 @@ func Read(path string) (*Table, error) {
 
 // ParseTimestamp parses an event_timestamp: an integer is Unix
 // milliseconds; anything else must be RFC 3339 (fractional seconds and a
-// zone offset allowed; truncated to the millisecond).
+// zone offset allowed; truncated to the millisecond). As RFC 3339 allows
+// (and pandas writes), a space may separate date and time; a time without
+// a zone is UTC.
 func ParseTimestamp(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -152,7 +154,13 @@ func ParseTimestamp(s string) (int64, error) {
 			return ms, nil
 		}
 	}
+	if len(s) > 10 && s[10] == ' ' {
+		s = s[:10] + "T" + s[11:]
+	}
 	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.Parse("2006-01-02T15:04:05.999999999", s)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%s %q: want RFC 3339 (2024-05-01T12:00:00Z) or Unix milliseconds", EventTimestamp, s)
 	}

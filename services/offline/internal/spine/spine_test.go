@@ -30,7 +30,10 @@ func TestParseTimestamp(t *testing.T) {
 		{" 1700000000000 ", 1_700_000_000_000, ""},
 		{"", 0, "empty event_timestamp"},
 		{"yesterday", 0, `event_timestamp "yesterday": want RFC 3339`},
-		{"2023-11-14 22:13:20", 0, "want RFC 3339"},
+		{"2023-11-14 22:13:20+00:00", 1_700_000_000_000, ""},
+		{"2023-11-14 22:13:20.25", 1_700_000_000_250, ""},
+		{"2023-11-14", 0, "want RFC 3339"},
+		{"2023-11-14T25:13:20Z", 0, "want RFC 3339"},
 		{"1.5", 0, "want RFC 3339"},
 	} {
 		got, err := ParseTimestamp(c.in)
