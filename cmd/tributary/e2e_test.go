@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/stack"
 	"github.com/tributary-ml/tributary/libs/predlog"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
@@ -33,21 +30,7 @@ import (
 func TestEndToEnd(t *testing.T) {
 	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, 3*time.Minute)
-	example := filepath.Join("..", "..", "examples", "fraud")
-	dbDSN := freshDatabase(t, ctx, dsn)
-
-	db, err := pgx.Connect(ctx, dbDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	schema, err := os.ReadFile(filepath.Join(example, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, string(schema)); err != nil {
-		t.Fatal(err)
-	}
+	dbDSN, db := exampleDB(t, ctx, dsn)
 	const user = "u_e2e"
 	if _, err := db.Exec(ctx, "INSERT INTO users (user_id, email, country, segment) VALUES ($1, 'e2e@example.com', 'GB', 'consumer')", user); err != nil {
 		t.Fatal(err)
@@ -60,39 +43,10 @@ func TestEndToEnd(t *testing.T) {
 		brokers = testutil.Kafka(t, 4)
 	}
 	scyllaHosts = os.Getenv("TRIBUTARY_SCYLLA_HOSTS")
-	slot := fmt.Sprintf("tributary_e2e_%d", os.Getpid())
-	st, err := stack.Start(ctx, stack.Config{
-		KafkaBrokers:   brokers,
-		ScyllaHosts:    scyllaHosts,
-		ScyllaKeyspace: fmt.Sprintf("tributary_e2e_%d_%d", os.Getpid(), time.Now().Unix()%100000),
-		FreePorts:      true,
-		DataDir:        t.TempDir(),
-		PostgresDSN:    dbDSN,
-		Slot:           slot,
-		Publication:    slot,
-		FeaturesDir:    filepath.Join(example, "features"),
-		ModelsDir:      filepath.Join(example, "models"),
-		LogLevel:       "warn",
-		Log:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- st.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stack stopped with: %v", err)
-		}
-		dropSlot(t, dsn, slot)
-	})
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := st.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	cfg := exampleStack(t, dbDSN, "e2e")
+	cfg.KafkaBrokers, cfg.ScyllaHosts = brokers, scyllaHosts
+	cfg.ScyllaKeyspace = fmt.Sprintf("tributary_e2e_%d_%d", os.Getpid(), time.Now().Unix()%100000)
+	st := runStack(t, ctx, cfg, dsn)
 
 	features := featuresv1.NewFeatureServiceClient(dial(t, st.Featureserver.GRPCAddr()))
 	predict := servingv1.NewPredictionServiceClient(dial(t, st.Modelserver.GRPCAddr()))
@@ -181,6 +135,11 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// now() of the transaction: the event time its rows share.
+			var txTime time.Time
+			if err := tx.QueryRow(ctx, "SELECT now()").Scan(&txTime); err != nil {
+				t.Fatal(err)
+			}
 			for _, a := range amounts {
 				if _, err := tx.Exec(ctx, "INSERT INTO transactions (user_id, merchant_id, amount) VALUES ($1, 'm002', $2)", user, a); err != nil {
 					t.Fatal(err)
@@ -189,8 +148,11 @@ func TestEndToEnd(t *testing.T) {
 			if err := tx.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// Tiles of different resolutions land separately: wait until the
+			// count has the rows and the latest value is of this transaction.
 			want := float64(1 + 3*round)
-			testutil.Eventually(t, 60*time.Second, fmt.Sprintf("round %d: the transaction's rows in txn_count_10m", round), func() error {
+			var last *featuresv1.FeatureValue
+			testutil.Eventually(t, 60*time.Second, fmt.Sprintf("round %d: the transaction's rows in txn_count_10m and last_amount", round), func() error {
 				n, err := feature(ctx, features, user, "user_transactions:txn_count_10m")
 				if err != nil {
 					return err
@@ -198,12 +160,14 @@ func TestEndToEnd(t *testing.T) {
 				if n.GetValue().GetDoubleValue() != want {
 					return fmt.Errorf("txn_count_10m = %v, want %v", n, want)
 				}
+				if last, err = feature(ctx, features, user, "user_transactions:last_amount"); err != nil {
+					return err
+				}
+				if last.GetEventTime().AsTime().Before(txTime.Truncate(time.Millisecond)) {
+					return fmt.Errorf("last_amount %v is from before the transaction (%s)", last, txTime)
+				}
 				return nil
 			})
-			last, err := feature(ctx, features, user, "user_transactions:last_amount")
-			if err != nil {
-				t.Fatal(err)
-			}
 			if got := last.GetValue().GetStringValue(); got != amounts[2] {
 				t.Errorf("round %d: last_amount = %q, want %q, the transaction's last row (inserted %v)", round, got, amounts[2], amounts)
 			}

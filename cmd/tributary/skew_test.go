@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/stack"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/offline"
 )
@@ -25,46 +21,10 @@ import (
 func TestDemoServesWhatOfflineComputes(t *testing.T) {
 	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, 4*time.Minute)
-	example := filepath.Join("..", "..", "examples", "fraud")
-	dbDSN := freshDatabase(t, ctx, dsn)
-	db, err := pgx.Connect(ctx, dbDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	schema, err := os.ReadFile(filepath.Join(example, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, string(schema)); err != nil {
-		t.Fatal(err)
-	}
-	slot := fmt.Sprintf("tributary_skew_%d", os.Getpid())
-	st, err := stack.Start(ctx, stack.Config{
-		FreePorts: true, DataDir: t.TempDir(), PostgresDSN: dbDSN, Slot: slot, Publication: slot,
-		FeaturesDir: filepath.Join(example, "features"), ModelsDir: filepath.Join(example, "models"),
-		LogLevel: "warn", Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		ArchiveRollInterval: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- st.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stack stopped with: %v", err)
-		}
-		dropSlot(t, dsn, slot)
-	})
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := st.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-
+	dbDSN, _ := exampleDB(t, ctx, dsn)
+	cfg := exampleStack(t, dbDSN, "skew")
+	cfg.ArchiveRollInterval = time.Second
+	st := runStack(t, ctx, cfg, dsn)
 	// The workload until 150 predictions were made.
 	w := demo.NewWorkload(demo.WorkloadConfig{
 		PostgresDSN: dbDSN, Brokers: []string{st.Kafka.Addr()},
@@ -86,7 +46,7 @@ func TestDemoServesWhatOfflineComputes(t *testing.T) {
 	}
 
 	job := offline.SkewJob{
-		Model: "fraud_lr", FeaturesDir: filepath.Join(example, "features"), ModelsDir: filepath.Join(example, "models"),
+		Model: "fraud_lr", FeaturesDir: filepath.Join(exampleDir, "features"), ModelsDir: filepath.Join(exampleDir, "models"),
 		Archive: st.OfflineURL, KafkaBrokers: []string{st.Kafka.Addr()}, Examples: 3,
 	}
 	var rep *offline.SkewReport

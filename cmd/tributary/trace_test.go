@@ -1,20 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/stack"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	featuresv1 "github.com/tributary-ml/tributary/proto/gen/go/tributary/features/v1"
 )
@@ -28,39 +22,16 @@ import (
 func TestTraceFromCommitToServableTile(t *testing.T) {
 	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, 3*time.Minute)
-	example := filepath.Join("..", "..", "examples", "fraud")
-	dbDSN := freshDatabase(t, ctx, dsn)
-	db, err := pgx.Connect(ctx, dbDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	schema, err := os.ReadFile(filepath.Join(example, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, string(schema)); err != nil {
-		t.Fatal(err)
-	}
+	dbDSN, db := exampleDB(t, ctx, dsn)
 	const user = "u_trace"
 	if _, err := db.Exec(ctx, "INSERT INTO users (user_id, email, country, segment) VALUES ($1, 'trace@example.com', 'FR', 'consumer')", user); err != nil {
 		t.Fatal(err)
 	}
 
 	exp := tracetest.NewInMemoryExporter()
-	slot := fmt.Sprintf("tributary_trace_%d", os.Getpid())
-	st := runStack(t, ctx, stack.Config{
-		FreePorts:    true,
-		DataDir:      t.TempDir(),
-		PostgresDSN:  dbDSN,
-		Slot:         slot,
-		Publication:  slot,
-		FeaturesDir:  filepath.Join(example, "features"),
-		ModelsDir:    filepath.Join(example, "models"),
-		LogLevel:     "warn",
-		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		SpanExporter: exp,
-	}, dsn)
+	cfg := exampleStack(t, dbDSN, "trace")
+	cfg.SpanExporter = exp
+	st := runStack(t, ctx, cfg, dsn)
 	features := featuresv1.NewFeatureServiceClient(dial(t, st.Featureserver.GRPCAddr()))
 	testutil.Eventually(t, 60*time.Second, "user profile from the CDC snapshot", func() error {
 		v, err := feature(ctx, features, user, "user_profile:country")
@@ -171,31 +142,4 @@ func TestTraceFromCommitToServableTile(t *testing.T) {
 		t.Errorf("tile servable at %s, not after the commit %s", at, root.StartTime)
 	}
 	t.Logf("commit → servable: %s along %d spans", at.Sub(root.StartTime), len(chain))
-}
-
-// runStack starts the stack of cfg, runs it until the test ends (then
-// drops its replication slot on the server at dsn) and waits until every
-// service is ready.
-func runStack(t *testing.T, ctx context.Context, cfg stack.Config, dsn string) *stack.Stack {
-	t.Helper()
-	st, err := stack.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- st.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stack stopped with: %v", err)
-		}
-		dropSlot(t, dsn, cfg.Slot)
-	})
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := st.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
