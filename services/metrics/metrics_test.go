@@ -47,7 +47,7 @@ func writeRepo(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(v1, "baseline.json"), []byte(baseline), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(v1, "config.yaml"), []byte("threshold: 0.6\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(v1, "config.yaml"), []byte("name: fraud\nformat: logistic\ninputs:\n  - {name: amount, source: request}\nthreshold: 0.6\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
