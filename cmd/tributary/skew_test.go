@@ -1,18 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/stack"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/offline"
 )
@@ -23,67 +16,10 @@ import (
 // computes from the archive at the prediction's time (values still in
 // flight are allowed, and counted apart).
 func TestDemoServesWhatOfflineComputes(t *testing.T) {
-	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, 4*time.Minute)
-	example := filepath.Join("..", "..", "examples", "fraud")
-	dbDSN := freshDatabase(t, ctx, dsn)
-	db, err := pgx.Connect(ctx, dbDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close(context.Background())
-	schema, err := os.ReadFile(filepath.Join(example, "schema.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, string(schema)); err != nil {
-		t.Fatal(err)
-	}
-	slot := fmt.Sprintf("tributary_skew_%d", os.Getpid())
-	st, err := stack.Start(ctx, stack.Config{
-		FreePorts: true, DataDir: t.TempDir(), PostgresDSN: dbDSN, Slot: slot, Publication: slot,
-		FeaturesDir: filepath.Join(example, "features"), ModelsDir: filepath.Join(example, "models"),
-		LogLevel: "warn", Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		ArchiveRollInterval: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- st.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("stack stopped with: %v", err)
-		}
-		dropSlot(t, dsn, slot)
-	})
-	rctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := st.WaitReady(rctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-
-	// The workload until 150 predictions were made.
-	w := demo.NewWorkload(demo.WorkloadConfig{
-		PostgresDSN: dbDSN, Brokers: []string{st.Kafka.Addr()},
-		ModelserverAddr: st.Modelserver.GRPCAddr(), FeatureserverAddr: st.Featureserver.GRPCAddr(),
-		SessionsPerSecond: 20, Seed: 7, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	wctx, wstop := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() { wdone <- w.Run(wctx) }()
-	testutil.Eventually(t, 2*time.Minute, "150 demo predictions", func() error {
-		if n := w.Stats.Predictions.Load(); n < 150 {
-			return fmt.Errorf("%d predictions", n)
-		}
-		return nil
-	})
-	wstop()
-	if err := <-wdone; err != nil && ctx.Err() == nil {
-		t.Logf("workload: %v", err)
-	}
+	s := startDemoStack(t, ctx, "tributary_skew")
+	s.runWorkload(t, ctx, 150, 0)
+	st, example := s.Stack, s.Example
 
 	job := offline.SkewJob{
 		Model: "fraud_lr", FeaturesDir: filepath.Join(example, "features"), ModelsDir: filepath.Join(example, "models"),
