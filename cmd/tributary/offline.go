@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tributary-ml/tributary/libs/predlog"
 	"github.com/tributary-ml/tributary/services/offline"
 )
 
@@ -31,6 +32,14 @@ func trainingSetCommand(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&j.EventTimeOnly, "event-time-only", false, "count every record whose event time is at or before the row's event_timestamp, whenever it arrived (history imported after the fact); the default counts only records that had arrived by then, as online")
 	fs.StringVar(&j.Shard, "shard", "", "i/N: compute only the entities of shard i of N (by entity hash); the N outputs concatenate to the whole")
 	fs.IntVar(&j.Partitions, "repartition-partitions", 0, "the featurizer's --repartition-partitions, if changed from its default (tiles expire per partition)")
+	var p offline.PredictionSetJob
+	var since, until, labelCols string
+	fs.StringVar(&p.Model, "from-predictions", "", "MODEL: build the spine from the archived prediction log of this model (one row per served and canary prediction: entity keys, event_timestamp, prediction_id, version, variant, role, served__<input>, output__<name>, label, label_time_ms), instead of --spine")
+	fs.StringVar(&since, "since", "", "with --from-predictions: predictions made at or after this time (RFC 3339, or a duration ago such as 1h)")
+	fs.StringVar(&until, "until", "", "with --from-predictions: predictions made before this time (RFC 3339, or a duration ago); labels are joined whatever their time")
+	fs.BoolVar(&p.IncludeShadow, "include-shadow", false, "with --from-predictions: add the model's shadow predictions (labels joined through parent_id)")
+	fs.StringVar(&p.LabelsCDCTopic, "labels-cdc-topic", offline.DefaultConfig().LabelsCDCTopic, "with --from-predictions: the archived change events of a labels table, read besides the labels topic (empty: none)")
+	fs.StringVar(&labelCols, "labels-cdc-columns", predlog.DefaultLabelColumns().String(), "with --from-predictions: the labels table's columns, id=<col>,label=<col>,time=<col>")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -42,6 +51,9 @@ func trainingSetCommand(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	j.Features = offline.SplitRefs(refs)
+	if p.Model != "" {
+		return predictionSetCommand(p, j, since, until, labelCols, stdout, stderr)
+	}
 	j.Archive = archiveURL(j.Archive)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -51,6 +63,39 @@ func trainingSetCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "wrote %s: %s\n", j.Out, sum)
+	return 0
+}
+
+// predictionSetCommand: `tributary training-set --from-predictions`.
+func predictionSetCommand(p offline.PredictionSetJob, j offline.TrainingSetJob, since, until, labelCols string, stdout, stderr io.Writer) int {
+	if j.Spine != "" || j.Shard != "" {
+		fmt.Fprintln(stderr, "training-set: --from-predictions builds the spine itself: drop --spine and --shard")
+		return 2
+	}
+	var err error
+	now := time.Now()
+	if p.Since, err = parseWhen(since, now); err != nil {
+		fmt.Fprintf(stderr, "training-set: --since: %v\n", err)
+		return 2
+	}
+	if p.Until, err = parseWhen(until, now); err != nil {
+		fmt.Fprintf(stderr, "training-set: --until: %v\n", err)
+		return 2
+	}
+	if p.LabelColumns, err = predlog.ParseLabelColumns(labelCols); err != nil {
+		fmt.Fprintf(stderr, "training-set: --labels-cdc-columns: %v\n", err)
+		return 2
+	}
+	p.Archive, p.Out, p.Features, p.FeaturesDir = archiveURL(j.Archive), j.Out, j.Features, j.FeaturesDir
+	p.EventTimeOnly, p.Partitions = j.EventTimeOnly, j.Partitions
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := offline.RunPredictionTrainingSet(ctx, p)
+	if err != nil {
+		fmt.Fprintf(stderr, "training-set: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s\n", p.Out, sum)
 	return 0
 }
 

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
 	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/offline"
 )
@@ -19,31 +16,10 @@ import (
 // computes from the archive at the prediction's time (values still in
 // flight are allowed, and counted apart).
 func TestDemoServesWhatOfflineComputes(t *testing.T) {
-	dsn := testutil.PostgresDSN(t)
 	ctx := testutil.Context(t, 4*time.Minute)
-	dbDSN, _ := exampleDB(t, ctx, dsn)
-	cfg := exampleStack(t, dbDSN, "skew")
-	cfg.ArchiveRollInterval = time.Second
-	st := runStack(t, ctx, cfg, dsn)
-	// The workload until 150 predictions were made.
-	w := demo.NewWorkload(demo.WorkloadConfig{
-		PostgresDSN: dbDSN, Brokers: []string{st.Kafka.Addr()},
-		ModelserverAddr: st.Modelserver.GRPCAddr(), FeatureserverAddr: st.Featureserver.GRPCAddr(),
-		SessionsPerSecond: 20, Seed: 7, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	wctx, wstop := context.WithCancel(ctx)
-	wdone := make(chan error, 1)
-	go func() { wdone <- w.Run(wctx) }()
-	testutil.Eventually(t, 2*time.Minute, "150 demo predictions", func() error {
-		if n := w.Stats.Predictions.Load(); n < 150 {
-			return fmt.Errorf("%d predictions", n)
-		}
-		return nil
-	})
-	wstop()
-	if err := <-wdone; err != nil && ctx.Err() == nil {
-		t.Logf("workload: %v", err)
-	}
+	s := startDemoStack(t, ctx, "skew")
+	s.runWorkload(t, ctx, 150, 0)
+	st := s.Stack
 
 	job := offline.SkewJob{
 		Model: "fraud_lr", FeaturesDir: filepath.Join(exampleDir, "features"), ModelsDir: filepath.Join(exampleDir, "models"),

@@ -88,7 +88,7 @@ func DefaultConfig() Config {
 		AlertPSI:         0.25,
 		AlertMinRequests: 100,
 		LabelsCDCTopic:   cdc.Topic("public", "labels"),
-		LabelsCDCColumns: stream.DefaultLabelColumns().String(),
+		LabelsCDCColumns: predlog.DefaultLabelColumns().String(),
 	}
 }
 
@@ -163,7 +163,7 @@ func (c Config) Validate() error {
 	if _, err := alerts.ParseP99(c.AlertP99Ms); err != nil {
 		return fmt.Errorf("alert-p99-ms: %w", err)
 	}
-	if _, err := stream.ParseLabelColumns(c.LabelsCDCColumns); err != nil {
+	if _, err := predlog.ParseLabelColumns(c.LabelsCDCColumns); err != nil {
 		return fmt.Errorf("labels-cdc-columns: %w", err)
 	}
 	switch c.LabelsCDCTopic {
@@ -301,7 +301,7 @@ func (s *Service) consume(ctx context.Context) error {
 	}
 	h := stream.NewHandler(s.agg, prod, writers, func(ctx context.Context, rows []core.Row) { s.alerter.Check(ctx, rows) }, s.log)
 	if s.cfg.LabelsCDCTopic != "" {
-		cols, _ := stream.ParseLabelColumns(s.cfg.LabelsCDCColumns) // checked by Validate
+		cols, _ := predlog.ParseLabelColumns(s.cfg.LabelsCDCColumns) // checked by Validate
 		h.ConsumeCDCLabels(s.cfg.LabelsCDCTopic, cols)
 	}
 	s.handler.Store(h)

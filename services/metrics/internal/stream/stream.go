@@ -48,7 +48,7 @@ type Handler struct {
 
 	// cdcTopic, when set, carries labels as change events of a labels table.
 	cdcTopic string
-	cdcCols  LabelColumns
+	cdcCols  predlog.LabelColumns
 	dedupe   *cdc.Deduper
 	// rebuilding: records read by Rebuild are delivered again by the
 	// consumer; a bad one is counted and logged then, not twice.
@@ -69,7 +69,7 @@ func NewHandler(agg *core.Aggregator, pub Publisher, writers []core.RowWriter, o
 // ConsumeCDCLabels makes the handler read labels from topic as Debezium
 // change events of a labels table with the columns cols (besides the
 // `labels` topic). Call it before the first record.
-func (h *Handler) ConsumeCDCLabels(topic string, cols LabelColumns) {
+func (h *Handler) ConsumeCDCLabels(topic string, cols predlog.LabelColumns) {
 	h.cdcTopic, h.cdcCols, h.dedupe = topic, cols, cdc.NewDeduper()
 }
 
@@ -96,8 +96,8 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 		}
 		h.agg.AddLabel(l.PredictionID, l.Value, l.TimeMs, src)
 	case h.cdcTopic:
-		l, err := decodeCDCLabel(m.Value, h.cdcCols)
-		if errors.Is(err, errNotALabel) {
+		l, err := predlog.DecodeCDCLabel(m.Value, h.cdcCols)
+		if errors.Is(err, predlog.ErrNotALabel) {
 			return nil
 		}
 		if err != nil {
@@ -106,10 +106,10 @@ func (h *Handler) Handle(_ context.Context, m kafka.Message) error {
 		}
 		// An ingest restart re-sends changes after the slot's confirmed
 		// position under new offsets: drop them by LSN.
-		if l.op != cdc.OpRead && l.pos != (cdc.Position{}) && !h.dedupe.Fresh(m.Topic, m.Partition, l.op, l.pos) {
+		if l.Op != cdc.OpRead && l.Pos != (cdc.Position{}) && !h.dedupe.Fresh(m.Topic, m.Partition, l.Op, l.Pos) {
 			return nil
 		}
-		h.agg.AddLabel(l.id, l.value, l.tsMs, src)
+		h.agg.AddLabel(l.PredictionID, l.Value, l.TimeMs, src)
 	default:
 		p, feats, err := h.dec.decode(m.Value)
 		if err != nil {

@@ -166,3 +166,23 @@ func ParseTimestamp(s string) (int64, error) {
 	}
 	return t.UnixMilli(), nil
 }
+
+// NewTable builds a spine in memory, for spines that do not come from a
+// file (the prediction log's): the columns and their kinds, the cells
+// row-major (len(columns) per row), the null cells flagged (nil: none)
+// and each row's instant in Unix ms. name stands for the file in errors.
+func NewTable(name string, columns []string, kinds []ColKind, cells []string, nulls []bool, events []int64) (*Table, error) {
+	switch {
+	case len(kinds) != len(columns):
+		return nil, fmt.Errorf("%s: %d column kinds for %d columns", name, len(kinds), len(columns))
+	case len(cells) != len(columns)*len(events):
+		return nil, fmt.Errorf("%s: %d cells for %d rows of %d columns", name, len(cells), len(events), len(columns))
+	case nulls != nil && len(nulls) != len(cells):
+		return nil, fmt.Errorf("%s: %d null flags for %d cells", name, len(nulls), len(cells))
+	}
+	t := &Table{File: name, Columns: columns, Kinds: kinds, Cells: cells, Nulls: nulls, Events: events}
+	if err := t.init(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,4 +1,4 @@
-package stream
+package predlog
 
 import (
 	"errors"
@@ -26,42 +26,42 @@ func TestDecodeCDCLabel(t *testing.T) {
 		name    string
 		b       []byte
 		cols    LabelColumns
-		want    cdcLabel
-		wantErr string // "" ok; "skip" errNotALabel
+		want    CDCLabel
+		wantErr string // "" ok; "skip" ErrNotALabel
 	}{
-		{"insert", event("c", row, seq1), DefaultLabelColumns(), cdcLabel{id: "p1", value: 1, tsMs: labeledAt, op: "c", pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
-		{"snapshot read", event("r", strings.Replace(row, "true", "false", 1), `""`), DefaultLabelColumns(), cdcLabel{id: "p1", value: 0, tsMs: labeledAt, op: "r"}, ""},
-		{"update", event("u", row, seq1), DefaultLabelColumns(), cdcLabel{id: "p1", value: 1, tsMs: labeledAt, op: "u", pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
-		{"delete", event("d", "", seq1), DefaultLabelColumns(), cdcLabel{}, "skip"},
-		{"truncate", event("t", "", seq1), DefaultLabelColumns(), cdcLabel{}, "skip"},
-		{"tombstone", nil, DefaultLabelColumns(), cdcLabel{}, "skip"},
+		{"insert", event("c", row, seq1), DefaultLabelColumns(), CDCLabel{Label: Label{PredictionID: "p1", Value: 1, TimeMs: labeledAt}, Op: "c", Pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
+		{"snapshot read", event("r", strings.Replace(row, "true", "false", 1), `""`), DefaultLabelColumns(), CDCLabel{Label: Label{PredictionID: "p1", Value: 0, TimeMs: labeledAt}, Op: "r"}, ""},
+		{"update", event("u", row, seq1), DefaultLabelColumns(), CDCLabel{Label: Label{PredictionID: "p1", Value: 1, TimeMs: labeledAt}, Op: "u", Pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
+		{"delete", event("d", "", seq1), DefaultLabelColumns(), CDCLabel{}, "skip"},
+		{"truncate", event("t", "", seq1), DefaultLabelColumns(), CDCLabel{}, "skip"},
+		{"tombstone", nil, DefaultLabelColumns(), CDCLabel{}, "skip"},
 		{"numeric label as a string, integer id, no time column",
 			event("c", `{"id":7,"outcome":"1.0"}`, seq1), LabelColumns{ID: "id", Label: "outcome"},
-			cdcLabel{id: "7", value: 1, tsMs: 1793527206000, op: "c", pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
+			CDCLabel{Label: Label{PredictionID: "7", Value: 1, TimeMs: 1793527206000}, Op: "c", Pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
 		{"null time falls back to the commit time",
 			event("c", `{"prediction_id":"p2","is_fraud":false,"labeled_at":null}`, seq1), DefaultLabelColumns(),
-			cdcLabel{id: "p2", value: 0, tsMs: 1793527206000, op: "c", pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
+			CDCLabel{Label: Label{PredictionID: "p2", Value: 0, TimeMs: 1793527206000}, Op: "c", Pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
 		{"timestamp without zone", event("c", `{"prediction_id":"p3","is_fraud":"t","labeled_at":"2026-11-01T10:00:05.25"}`, seq1), DefaultLabelColumns(),
-			cdcLabel{id: "p3", value: 1, tsMs: labeledAt, op: "c", pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
-		{"missing id", event("c", `{"is_fraud":true}`, seq1), DefaultLabelColumns(), cdcLabel{}, "after.prediction_id"},
-		{"empty id", event("c", `{"prediction_id":"","is_fraud":true}`, seq1), DefaultLabelColumns(), cdcLabel{}, "after.prediction_id"},
-		{"bad label", event("c", `{"prediction_id":"p","is_fraud":"maybe"}`, seq1), DefaultLabelColumns(), cdcLabel{}, "after.is_fraud"},
-		{"null label", event("c", `{"prediction_id":"p","is_fraud":null}`, seq1), DefaultLabelColumns(), cdcLabel{}, "after.is_fraud"},
-		{"bad time", event("c", `{"prediction_id":"p","is_fraud":true,"labeled_at":"yesterday"}`, seq1), DefaultLabelColumns(), cdcLabel{}, "after.labeled_at"},
-		{"bad op", event("x", row, seq1), DefaultLabelColumns(), cdcLabel{}, "op"},
-		{"insert without after", event("c", "", seq1), DefaultLabelColumns(), cdcLabel{}, "without after"},
-		{"bad sequence", event("c", row, `"[1]"`), DefaultLabelColumns(), cdcLabel{}, "sequence"},
-		{"not JSON", []byte(`{"op":`), DefaultLabelColumns(), cdcLabel{}, "decode change event"},
+			CDCLabel{Label: Label{PredictionID: "p3", Value: 1, TimeMs: labeledAt}, Op: "c", Pos: cdc.Position{CommitLSN: 24023128, LSN: 24023000}}, ""},
+		{"missing id", event("c", `{"is_fraud":true}`, seq1), DefaultLabelColumns(), CDCLabel{}, "after.prediction_id"},
+		{"empty id", event("c", `{"prediction_id":"","is_fraud":true}`, seq1), DefaultLabelColumns(), CDCLabel{}, "after.prediction_id"},
+		{"bad label", event("c", `{"prediction_id":"p","is_fraud":"maybe"}`, seq1), DefaultLabelColumns(), CDCLabel{}, "after.is_fraud"},
+		{"null label", event("c", `{"prediction_id":"p","is_fraud":null}`, seq1), DefaultLabelColumns(), CDCLabel{}, "after.is_fraud"},
+		{"bad time", event("c", `{"prediction_id":"p","is_fraud":true,"labeled_at":"yesterday"}`, seq1), DefaultLabelColumns(), CDCLabel{}, "after.labeled_at"},
+		{"bad op", event("x", row, seq1), DefaultLabelColumns(), CDCLabel{}, "op"},
+		{"insert without after", event("c", "", seq1), DefaultLabelColumns(), CDCLabel{}, "without after"},
+		{"bad sequence", event("c", row, `"[1]"`), DefaultLabelColumns(), CDCLabel{}, "sequence"},
+		{"not JSON", []byte(`{"op":`), DefaultLabelColumns(), CDCLabel{}, "decode change event"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeCDCLabel(tc.b, tc.cols)
+			got, err := DecodeCDCLabel(tc.b, tc.cols)
 			switch {
 			case tc.wantErr == "skip":
-				if !errors.Is(err, errNotALabel) {
+				if !errors.Is(err, ErrNotALabel) {
 					t.Fatalf("err %v, want it skipped as not a label", err)
 				}
 			case tc.wantErr != "":
-				if err == nil || errors.Is(err, errNotALabel) || !strings.Contains(err.Error(), tc.wantErr) {
+				if err == nil || errors.Is(err, ErrNotALabel) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err %v, want an error naming %q", err, tc.wantErr)
 				}
 			case err != nil:
@@ -106,8 +106,8 @@ func FuzzDecodeCDCLabel(f *testing.F) {
 	f.Add(event("d", "", seq1))
 	f.Add([]byte(`{"op":"c","after":{"prediction_id":["x"]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		l, err := decodeCDCLabel(b, DefaultLabelColumns())
-		if err == nil && l.id == "" {
+		l, err := DecodeCDCLabel(b, DefaultLabelColumns())
+		if err == nil && l.PredictionID == "" {
 			t.Fatalf("decoded a label without a prediction id from %q", b)
 		}
 	})

@@ -1,4 +1,4 @@
-package stream
+package predlog
 
 import (
 	"encoding/json"
@@ -60,36 +60,38 @@ func ParseLabelColumns(s string) (LabelColumns, error) {
 	return c, nil
 }
 
-// cdcLabel is a label read from a change event.
-type cdcLabel struct {
-	id    string
-	value float64
-	tsMs  int64
-	op    string
-	pos   cdc.Position
+// CDCLabel is a label read from a change event of a labels table, with
+// the event's operation and position (for deduplication by LSN).
+type CDCLabel struct {
+	Label
+	// Op is the change's operation (c, r or u).
+	Op string
+	// Pos is the change's position; zero for snapshot reads and events
+	// without a source.sequence.
+	Pos cdc.Position
 }
 
-// errNotALabel marks change events that carry no label (deletes, truncates,
+// ErrNotALabel marks change events that carry no label (deletes, truncates,
 // tombstones): skipped without counting them as invalid.
-var errNotALabel = errors.New("no label in this change event")
+var ErrNotALabel = errors.New("no label in this change event")
 
-// decodeCDCLabel reads a label from a Debezium change event of a labels
+// DecodeCDCLabel reads a label from a Debezium change event of a labels
 // table. Inserts, snapshot reads and updates carry one in `after`; an
 // update counts only if its prediction has no label yet (the aggregator
 // keeps the first), deletes do not retract one.
-func decodeCDCLabel(b []byte, cols LabelColumns) (cdcLabel, error) {
+func DecodeCDCLabel(b []byte, cols LabelColumns) (CDCLabel, error) {
 	if len(b) == 0 {
-		return cdcLabel{}, errNotALabel
+		return CDCLabel{}, ErrNotALabel
 	}
 	var env cdc.Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
-		return cdcLabel{}, fmt.Errorf("decode change event: %w", err)
+		return CDCLabel{}, fmt.Errorf("decode change event: %w", err)
 	}
-	l := cdcLabel{op: env.Op}
+	l := CDCLabel{Op: env.Op}
 	switch env.Op {
 	case cdc.OpCreate, cdc.OpRead, cdc.OpUpdate:
 	case cdc.OpDelete, cdc.OpTruncate:
-		return l, errNotALabel
+		return l, ErrNotALabel
 	default:
 		return l, fmt.Errorf("change event: op %q is not c, r, u, d or t", env.Op)
 	}
@@ -101,22 +103,22 @@ func decodeCDCLabel(b []byte, cols LabelColumns) (cdcLabel, error) {
 		if err != nil {
 			return l, fmt.Errorf("change event: %w", err)
 		}
-		l.pos = pos
+		l.Pos = pos
 	}
 	var err error
-	if l.id, err = idValue(env.After[cols.ID]); err != nil {
+	if l.PredictionID, err = idValue(env.After[cols.ID]); err != nil {
 		return l, fmt.Errorf("after.%s: %w", cols.ID, err)
 	}
-	if l.value, err = labelValue(env.After[cols.Label]); err != nil {
+	if l.Value, err = labelValue(env.After[cols.Label]); err != nil {
 		return l, fmt.Errorf("after.%s: %w", cols.Label, err)
 	}
-	l.tsMs = env.TsMs
-	if l.tsMs == 0 {
-		l.tsMs = env.Source.TsMs
+	l.TimeMs = env.TsMs
+	if l.TimeMs == 0 {
+		l.TimeMs = env.Source.TsMs
 	}
 	if cols.Time != "" {
 		if v, ok := env.After[cols.Time]; ok && v != nil {
-			if l.tsMs, err = timeValue(v); err != nil {
+			if l.TimeMs, err = timeValue(v); err != nil {
 				return l, fmt.Errorf("after.%s: %w", cols.Time, err)
 			}
 		}
