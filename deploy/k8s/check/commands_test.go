@@ -25,11 +25,23 @@ type commandFlag struct {
 	typ  string // "" for a boolean, else the type word flag.PrintDefaults prints (string, int, duration, value...)
 }
 
+// binDir holds the built binary; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 var tributaryBin = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "tributary-k8s-check-")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "tributary")
 	// Built from the module's directory, so it works in the workspace and
 	// with GOWORK=off (the module's replace directives) alike.
