@@ -31,6 +31,7 @@ type composeFile struct {
 	Secrets  map[string]struct {
 		File string `yaml:"file"`
 	} `yaml:"secrets"`
+	Volumes map[string]any `yaml:"volumes"`
 }
 
 type composeService struct {
@@ -165,6 +166,12 @@ func TestComposeMatchesCode(t *testing.T) {
 						t.Errorf("%s: %s=%s: %v", name, k, v, err)
 					}
 				}
+				// A file:// archive lives on a named volume, so that it
+				// survives the container (the archive is the only copy of
+				// history Kafka has expired).
+				if dir, ok := strings.CutPrefix(v, "file://"); ok && !onNamedVolume(c, cs, dir) {
+					t.Errorf("%s: %s=%s is not on a named volume of the service (volumes %v)", name, k, v, cs.Volumes)
+				}
 				// Addresses of other compose services must name services that exist.
 				for _, host := range hostsIn(v) {
 					if _, ok := c.Services[host]; !ok {
@@ -202,6 +209,24 @@ func TestComposeMatchesCode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// onNamedVolume reports whether dir is at or under the mount point of a
+// named volume (declared at the top level) of the service.
+func onNamedVolume(c composeFile, cs composeService, dir string) bool {
+	for _, v := range cs.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 {
+			continue
+		}
+		if _, named := c.Volumes[parts[0]]; !named {
+			continue
+		}
+		if target := filepath.Clean(parts[1]); dir == target || strings.HasPrefix(filepath.Clean(dir), target+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // hostsIn returns the host names in an address list or URL value.

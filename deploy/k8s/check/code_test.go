@@ -4,7 +4,6 @@ import (
 	"flag"
 	"net"
 
-	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/libs/featurespec"
 	"github.com/tributary-ml/tributary/libs/kafka"
 	"github.com/tributary-ml/tributary/services/featureserver"
@@ -12,18 +11,16 @@ import (
 	"github.com/tributary-ml/tributary/services/ingest"
 	"github.com/tributary-ml/tributary/services/metrics"
 	"github.com/tributary-ml/tributary/services/modelserver"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 // serviceCode is what the code says about one service: its flags (a fresh
 // set per call, bound to a fresh default configuration), how to validate
-// the configuration they were parsed into, the topics it creates, and its
+// the configuration they were parsed into, the topics it creates or only reads, and its
 // default ports (DESIGN.md §4).
 type serviceCode struct {
 	name        string
 	admin, grpc string // default ports; grpc "" when it serves none
-	// fromDesign marks a service whose flags are taken from DESIGN.md §4
-	// because its code does not register them yet.
-	fromDesign bool
 	// nonFlagEnv lists variables the service reads that are not flags.
 	nonFlagEnv map[string]string
 	bind       func() boundConfig
@@ -35,6 +32,9 @@ type boundConfig struct {
 	// topics returns the topics the service creates (nil: it creates none
 	// or the code does not say yet).
 	topics func() ([]kafka.TopicSpec, error)
+	// reads returns the topics the service consumes without creating them
+	// (nil: none beyond what it creates); each needs a KafkaTopic.
+	reads func() ([]string, error)
 	// paths are the flags naming files or directories, and what they hold.
 	paths map[string]pathKind
 }
@@ -107,23 +107,25 @@ func codeServices() []serviceCode {
 					topics: func() ([]kafka.TopicSpec, error) { return c.Topics(), nil },
 					paths:  map[string]pathKind{"models": modelRepository}}
 			}},
-		// services/offline does not register its flags yet (it is being
-		// written): these are DESIGN.md §4's (shared flags, --features,
-		// --offline, --topics; gRPC 9104, admin 8086). Replace this entry by
-		// offline.DefaultConfig/RegisterFlags/Validate/Topics once they exist.
-		{name: "offline", admin: "8086", grpc: "9104", fromDesign: true,
+		{name: "offline", admin: port(offline.DefaultConfig().Common.AdminAddr), grpc: port(offline.DefaultConfig().Common.GRPCAddr),
 			nonFlagEnv: map[string]string{
 				"AWS_ACCESS_KEY_ID":     "S3 credentials for gocloud.dev/blob (s3:// archive)",
 				"AWS_SECRET_ACCESS_KEY": "S3 credentials for gocloud.dev/blob (s3:// archive)",
 			},
 			bind: func() boundConfig {
-				c := config.Common{KafkaBrokers: "127.0.0.1:9092", AdminAddr: "127.0.0.1:8086", GRPCAddr: "127.0.0.1:9104", LogLevel: "info"}
+				c := offline.DefaultConfig()
 				fs := newFlagSet("offline")
-				c.Register(fs, true)
-				fs.String("features", "examples/fraud/features", "directory of feature view YAML files")
-				fs.String("offline", "file://data/offline", "archive URL (file:// or s3://)")
-				fs.String("topics", "", "extra topics to archive")
-				return boundConfig{flags: fs, validate: func() error { return c.Validate(true) },
+				c.RegisterFlags(fs)
+				// The archiver creates no topics (it consumes, as group
+				// tributary-offline): what it reads must exist.
+				return boundConfig{flags: fs, validate: func() error { return c.Validate() },
+					reads: func() ([]string, error) {
+						views, err := featurespec.LoadDir(c.Features)
+						if err != nil {
+							return nil, err
+						}
+						return c.ArchivedTopics(views), nil
+					},
 					paths: map[string]pathKind{"features": featureViews, "offline": archiveURL}}
 			}},
 	}

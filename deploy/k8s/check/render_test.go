@@ -43,6 +43,7 @@ type rendered struct {
 	netpols      []*networkingv1.NetworkPolicy
 	jobs         []*batchv1.Job
 	cronJobs     []*batchv1.CronJob
+	pvcs         []*corev1.PersistentVolumeClaim
 	other        []runtime.Object // namespaces, service accounts
 	// Custom resources, decoded strictly into the fields we expect.
 	kafkas         []*kafkaCluster
@@ -193,6 +194,8 @@ func (r *rendered) decode(apiVersion, kind string, b []byte) error {
 		r.jobs = append(r.jobs, o)
 	case *batchv1.CronJob:
 		r.cronJobs = append(r.cronJobs, o)
+	case *corev1.PersistentVolumeClaim:
+		r.pvcs = append(r.pvcs, o)
 	case *corev1.Namespace, *corev1.ServiceAccount:
 		r.other = append(r.other, o)
 	default:
