@@ -2,6 +2,7 @@ package offline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -128,7 +129,7 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 		}
 		recs = append(recs, rec{ms: ms, key: key, val: b})
 	}
-	slices.SortStableFunc(recs, func(a, b rec) int { return cmpInt64(a.ms, b.ms) })
+	slices.SortStableFunc(recs, func(a, b rec) int { return cmp.Compare(a.ms, b.ms) })
 
 	arc, err := archive.Create(ctx, cfg.Offline)
 	if err != nil {
@@ -163,16 +164,6 @@ func Import(ctx context.Context, cfg ImportConfig) (ImportResult, error) {
 		res.Last = next - 1
 	}
 	return res, nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // readSourceRows reads a CSV or Parquet file into rows of column → value

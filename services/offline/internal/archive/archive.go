@@ -13,6 +13,7 @@ package archive
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -152,24 +153,14 @@ func (a *Archive) list(ctx context.Context, prefix, suffix string) ([]FileInfo, 
 	slices.SortFunc(files, func(x, y FileInfo) int {
 		switch {
 		case x.Partition != y.Partition:
-			return cmpInt(int64(x.Partition), int64(y.Partition))
+			return cmp.Compare(int64(x.Partition), int64(y.Partition))
 		case x.First != y.First:
-			return cmpInt(x.First, y.First)
+			return cmp.Compare(x.First, y.First)
 		default:
-			return cmpInt(y.Last, x.Last)
+			return cmp.Compare(y.Last, x.Last)
 		}
 	})
 	return files, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Scan calls fn with topic's rows in (partition, offset) order, each
