@@ -32,16 +32,16 @@ func usage(w io.Writer) {
 usage: tributary <command> [flags]
 
 commands:
-  dev        run everything in one process on embedded defaults (Ctrl-C stops)
-  kafka      run the embedded Kafka broker alone
-  train      train the fraud example model from demo data into examples/fraud/models
-  features   feature view tools: features validate DIR
-  training-set  a point-in-time training set from the offline archive (spine + features -> file)
-  skew       the features a model was served against the same features computed offline
-  import     load history (CSV/Parquet source rows) into the offline archive: import --topic T FILE
+  dev            run everything in one process on embedded defaults (Ctrl-C stops)
+  kafka          run the embedded Kafka broker alone
+  train          train the fraud example model from demo data into examples/fraud/models
+  features       feature view tools: features validate DIR
+  training-set   a point-in-time training set from the offline archive (spine + features -> file)
+  skew           the features a model was served against the same features computed offline
+  import         load history (CSV/Parquet source rows) into the offline archive: import --topic T FILE
 `)
 	for _, c := range services() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Usage)
+		fmt.Fprintf(w, "  %-14s %s\n", c.Name, c.Usage)
 	}
 	fmt.Fprint(w, "\n`tributary <command> -h` lists a command's flags.\n")
 }

@@ -33,7 +33,7 @@ import (
 const Name = "offline"
 
 // Usage describes the service in one line.
-const Usage = "archive of source history, point-in-time training sets, skew report, backfill"
+const Usage = "archive of source history as Parquet; point-in-time training sets over gRPC"
 
 // Config is the service's configuration.
 type Config struct {
