@@ -46,7 +46,7 @@ def test_online_features(client: tributary.Client, present_user: str) -> None:
     df = client.get_online_features([CLICKS, COUNTRY], entities)
     assert list(df.columns) == ["user_id", "user_clicks__click_count_1h", "user_profile__country"]
     assert df["user_id"].tolist() == [present_user, "nobody"]
-    assert isinstance(df.loc[0, "user_clicks__click_count_1h"], int | np.integer)
+    assert pd.api.types.is_numeric_dtype(df["user_clicks__click_count_1h"])
     assert df.loc[0, "user_clicks__click_count_1h"] > 0
     assert pd.isna(df.loc[1, "user_clicks__click_count_1h"])
 
@@ -89,7 +89,8 @@ def test_online_features_with_postgres(
 
     df = eventually("a demo user with a PRESENT country and last transaction", 180, probe)
     assert df["user_profile__country"].map(lambda c: isinstance(c, str) and len(c) == 2).all()
-    assert (df["user_transactions__last_amount"] > 0).all()
+    # PostgreSQL's NUMERIC amount arrives as its decimal text.
+    assert all(float(a) > 0 for a in df["user_transactions__last_amount"])
 
 
 def test_unknown_view_is_invalid_argument(client: tributary.Client) -> None:
@@ -223,7 +224,7 @@ def test_open_inference_protocol_with_tritonclient(dev: None) -> None:
     outputs = result.get_response().outputs
     assert [o.name for o in outputs]
     score = result.as_numpy(outputs[0].name)
-    assert score is not None and score.shape[0] == 1 and 0.0 <= float(score[0]) <= 1.0
+    assert score is not None and score.size == 1 and 0.0 <= float(score.reshape(-1)[0]) <= 1.0
 
 
 def test_generated_inference_code_imports() -> None:

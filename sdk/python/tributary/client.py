@@ -127,7 +127,7 @@ class Client:
         features: Sequence[str],
         entities: Sequence[Mapping[str, Any]] | pd.DataFrame,
         with_status: bool,
-    ) -> dict[str, list[Any]]:
+    ) -> dict[str, Any]:
         rows = _entity_rows(entities)
         req = features_pb2.GetOnlineFeaturesRequest(
             features=list(features),
@@ -140,13 +140,13 @@ class Client:
             raise from_rpc_error(err, method) from None
         if len(resp.results) != len(rows):
             raise RuntimeError(f"{method}: {len(resp.results)} results for {len(rows)} entities")
-        cols: dict[str, list[Any]] = {}
+        cols: dict[str, Any] = {}
         for key in dict.fromkeys(k for r in rows for k in r):
             cols[key] = [r.get(key) for r in rows]
         for i, ref in enumerate(resp.features):
             name = column_name(ref)
             vals = [vec.values[i] for vec in resp.results]
-            cols[name] = [from_value(v.value) for v in vals]
+            cols[name] = column([from_value(v.value) for v in vals])
             if with_status:
                 cols[name + "__status"] = [status_name(v.status) for v in vals]
                 cols[name + "__event_time"] = [
@@ -282,7 +282,7 @@ class Client:
         first = len(keys) + 1  # the server's columns: join keys, event_timestamp, features
         out = spine.reset_index(drop=True).copy()
         for j in range(first, len(columns)):
-            out[columns[j]] = pd.Series([r[j] for r in rows], dtype=_dtype(columns[j]))
+            out[columns[j]] = column([r[j] for r in rows])
         return out
 
 
@@ -371,8 +371,20 @@ def _spine_messages(
         yield msg
 
 
-def _dtype(column: str) -> str | None:
-    return "str" if column.endswith("__status") else None
+def column(values: list[FeatureValue]) -> pd.Series:
+    """Values of one column, nulls kept: a column of int64 values is Int64,
+    of bools boolean, of strings str (all nullable), of doubles float64
+    (NaN for null)."""
+    kinds = {type(v) for v in values if v is not None}
+    if kinds == {bool}:
+        return pd.Series(values, dtype="boolean")
+    if kinds == {int}:
+        return pd.Series(values, dtype="Int64")
+    if kinds == {str}:
+        return pd.Series(values, dtype="str")
+    if kinds <= {float, int}:
+        return pd.Series(values, dtype="float64")
+    return pd.Series(values, dtype="object")
 
 
 def _entity_rows(
