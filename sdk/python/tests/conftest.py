@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import pytest
 
 import tributary
@@ -27,6 +28,8 @@ import tributary
 REPO = Path(__file__).resolve().parents[3]
 ADMIN_PORTS = range(8081, 8087)
 GRPC_PORTS = (9101, 9102, 9103, 9104)
+USERS = [f"u{i:05d}" for i in range(1, 41)]
+CLICKS = "user_clicks:click_count_1h"
 T = TypeVar("T")
 
 
@@ -116,3 +119,31 @@ def postgres_demo() -> bool:
     return (
         any(Path("/usr/lib/postgresql").glob("*/bin/initdb")) or shutil.which("initdb") is not None
     )
+
+
+@pytest.fixture(scope="session")
+def present_user(client: tributary.Client) -> str:
+    """A demo user whose click count is served (the demo's clicks flow
+    without PostgreSQL too)."""
+
+    def probe() -> str | None:
+        df = client.get_online_features([CLICKS], [{"user_id": u} for u in USERS], with_status=True)
+        hit = df[df["user_clicks__click_count_1h__status"] == "PRESENT"]
+        return None if hit.empty else str(hit["user_id"].iloc[0])
+
+    return eventually("a demo user with a PRESENT click count", 180, probe)
+
+
+@pytest.fixture(scope="session")
+def archive_ready(client: tributary.Client, present_user: str) -> None:
+    """Waits until the archive's first files answer a training set: the
+    present user's clicks are PRESENT at now."""
+
+    def probe() -> bool | None:
+        spine = pd.DataFrame(
+            {"user_id": [present_user], "event_timestamp": [pd.Timestamp.now(tz="UTC")]}
+        )
+        ts = client.get_training_set(spine, [CLICKS])
+        return True if ts.loc[0, "user_clicks__click_count_1h__status"] == "PRESENT" else None
+
+    eventually("a PRESENT row in a training set (the archive's first files)", 240, probe, 5)

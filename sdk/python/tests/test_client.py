@@ -11,25 +11,10 @@ import pyarrow as pa
 import pytest
 
 import tributary
-from tests.conftest import eventually
+from tests.conftest import CLICKS, USERS, eventually
 
-USERS = [f"u{i:05d}" for i in range(1, 41)]
-CLICKS = "user_clicks:click_count_1h"
 COUNTRY = "user_profile:country"
 LAST_AMOUNT = "user_transactions:last_amount"
-
-
-@pytest.fixture(scope="session")
-def present_user(client: tributary.Client) -> str:
-    """A demo user whose click count is served (the demo's clicks flow
-    without PostgreSQL too)."""
-
-    def probe() -> str | None:
-        df = client.get_online_features([CLICKS], [{"user_id": u} for u in USERS], with_status=True)
-        hit = df[df["user_clicks__click_count_1h__status"] == "PRESENT"]
-        return None if hit.empty else str(hit["user_id"].iloc[0])
-
-    return eventually("a demo user with a PRESENT click count", 180, probe)
 
 
 def test_list_feature_views(client: tributary.Client) -> None:
@@ -138,7 +123,7 @@ def test_predict_batch(client: tributary.Client) -> None:
         client.predict_batch("fraud_lr", df, entity_keys=["merchant_id"])
 
 
-def test_training_set(client: tributary.Client, present_user: str) -> None:
+def test_training_set(client: tributary.Client, present_user: str, archive_ready: None) -> None:
     now = pd.Timestamp.now(tz="UTC").floor("ms")
     spine = pd.DataFrame(
         {
@@ -152,7 +137,7 @@ def test_training_set(client: tributary.Client, present_user: str) -> None:
         ts = client.get_training_set(spine, [CLICKS, COUNTRY])
         return ts if ts.loc[0, "user_clicks__click_count_1h__status"] == "PRESENT" else None
 
-    ts = eventually("a PRESENT row in the training set (the archive's first files)", 240, probe, 5)
+    ts = eventually("a PRESENT row in the training set", 60, probe, 5)
     assert list(ts.columns) == [
         "user_id",
         "label",
