@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -63,8 +64,16 @@ def _ready(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Dev:
+    """The running `tributary dev`: its binary and its data directory."""
+
+    binary: Path
+    data_dir: Path
+
+
 @pytest.fixture(scope="session")
-def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     """A running `tributary dev` with its demo workload."""
     go = shutil.which("go")
     if go is None:
@@ -95,7 +104,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             return True if all(_ready(p) for p in ADMIN_PORTS) else None
 
         eventually("tributary dev ready (/readyz on 8081-8086)", 180, up)
-        yield
+        yield Dev(binary=binary, data_dir=tmp / "data")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -107,7 +116,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def client(dev: None) -> Iterator[tributary.Client]:
+def client(dev: Dev) -> Iterator[tributary.Client]:
     with tributary.Client(timeout=30) as c:
         yield c
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 import tributary
-from tests.conftest import CLICKS, USERS, eventually
+from tests.conftest import CLICKS, REPO, USERS, Dev, eventually
 
 COUNTRY = "user_profile:country"
 LAST_AMOUNT = "user_transactions:last_amount"
@@ -164,6 +165,61 @@ def test_training_set(client: tributary.Client, present_user: str, archive_ready
     assert len(client.get_training_set(spine, [CLICKS], event_time_only=True)) == 3
 
 
+def test_training_set_equals_the_cli(
+    client: tributary.Client, dev: Dev, present_user: str, archive_ready: None, tmp_path: Path
+) -> None:
+    """get_training_set answers what `tributary training-set` writes for the
+    same spine and archive. The archive grows while the demo runs, so the
+    two are computed back to back until two SDK answers around one CLI run
+    agree (bounded)."""
+    now = pd.Timestamp.now(tz="UTC").floor("ms")
+    spine = pd.DataFrame(
+        {
+            "user_id": [present_user, *USERS[:9]],
+            "event_timestamp": [int(now.value // 1_000_000) + i for i in range(10)],
+            "label": [i % 3 == 0 for i in range(10)],
+        }
+    )
+    spine.to_csv(tmp_path / "spine.csv", index=False)
+    refs = [COUNTRY, "user_clicks:*"]
+    offline = dev.data_dir / "offline"
+
+    def probe() -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        before = client.get_training_set(spine, refs)
+        subprocess.run(
+            [
+                str(dev.binary),
+                "training-set",
+                "--offline",
+                str(offline),
+                "--spine",
+                str(tmp_path / "spine.csv"),
+                "--features",
+                ",".join(refs),
+                "--out",
+                str(tmp_path / "out.parquet"),
+            ],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        after = client.get_training_set(spine, refs)
+        if not before.equals(after):
+            return None
+        return after, pd.read_parquet(tmp_path / "out.parquet")
+
+    sdk, cli = eventually("the SDK's and the CLI's training sets computed alike", 120, probe, 2)
+    assert list(sdk.columns) == list(cli.columns)
+    assert (sdk["user_clicks__click_count_1h__status"] == "PRESENT").any()
+    feats = [c for c in sdk.columns if c not in spine.columns]
+    pd.testing.assert_frame_equal(sdk[feats], cli[feats], check_dtype=False)
+    # A CSV spine has no types: the CLI passes its columns through as text.
+    pd.testing.assert_frame_equal(
+        sdk[list(spine.columns)].astype(str), cli[list(spine.columns)], check_dtype=False
+    )
+
+
 def test_training_set_streams_chunks_in_order(client: tributary.Client) -> None:
     n = 2500  # more than two spine messages and several answer messages
     start = pd.Timestamp.now(tz="UTC").floor("s") - pd.Timedelta(hours=2)
@@ -196,7 +252,7 @@ def test_training_set_errors(client: tributary.Client) -> None:
         )
 
 
-def test_open_inference_protocol_with_tritonclient(dev: None) -> None:
+def test_open_inference_protocol_with_tritonclient(dev: Dev) -> None:
     import tritonclient.grpc as grpcclient
 
     triton = grpcclient.InferenceServerClient(url="127.0.0.1:9102")
