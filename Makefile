@@ -76,6 +76,21 @@ proto-check: proto ## fail when the committed generated code is stale
 	@git diff --exit-code -- proto/gen/go || { echo "proto/gen/go is stale: run 'make proto' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto/gen/go)" || { echo "proto/gen/go has untracked generated files: run 'make proto' and commit"; exit 1; }
 
+.PHONY: sdk-proto
+sdk-proto: ## regenerate the Python SDK's protobuf/gRPC code (sdk/python/tributary/_proto) with the pinned grpcio-tools
+	@py=$$(scripts/sdk-env.sh) && cd sdk/python && "$$py" gen_proto.py
+
+.PHONY: sdk-proto-check
+sdk-proto-check: sdk-proto ## fail when the Python SDK's committed generated code is stale
+	@git diff --exit-code -- sdk/python/tributary/_proto || { echo "sdk/python/tributary/_proto is stale: run 'make sdk-proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- sdk/python/tributary/_proto)" || { echo "sdk/python/tributary/_proto has untracked generated files: run 'make sdk-proto' and commit"; exit 1; }
+
+.PHONY: sdk-test
+sdk-test: sdk-proto-check ## the Python SDK: venv in TRIBUTARY_CACHE_DIR/sdk-venv, ruff, mypy, pytest against a real tributary dev (needs Python 3.11+, Go)
+	@set -e; py=$$(scripts/sdk-env.sh); bin=$$(dirname "$$py"); cd sdk/python; \
+	"$$bin/ruff" check .; "$$bin/ruff" format --check .; "$$bin/mypy" tributary tests gen_proto.py; \
+	"$$bin/pytest" -v -rs
+
 .PHONY: lint
 lint: tools ## gofmt, go vet on every module, each module builds alone, the import layering (tools/layering), buf lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
