@@ -1,18 +1,18 @@
 package cqlserver_test
 
 import (
+	"github.com/tributary-ml/tributary/libs/testutil"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gocql/gocql"
-	"go.uber.org/goleak"
 
 	"github.com/tributary-ml/tributary/services/featureserver/internal/cqlserver"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyNoLeaks(m) }
 
 type clock struct {
 	mu  sync.Mutex

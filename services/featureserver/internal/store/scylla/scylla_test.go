@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/tributary-ml/tributary/libs/testutil"
+
 	"github.com/tributary-ml/tributary/libs/config"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/core"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/cqlserver"
@@ -60,7 +62,7 @@ func TestConformanceOnCQLServer(t *testing.T) {
 	// Sessions that were opened and closed leave no goroutine behind. (A
 	// failed gocql.CreateSession does, so goleak is not run for the
 	// whole package.)
-	defer goleak.VerifyNone(t, append(poolWindDown, goleak.IgnoreCurrent())...)
+	defer goleak.VerifyNone(t, append(testutil.LeakOptions(), goleak.IgnoreCurrent())...)
 	storetest.Run(t, func(t *testing.T) func() core.TileStore {
 		srv := cqlServer(t)
 		return func() core.TileStore { return openStore(t, []string{srv.Addr()}, "tributary") }
@@ -69,7 +71,7 @@ func TestConformanceOnCQLServer(t *testing.T) {
 
 // TestConformanceWithoutTileCache runs the suite with every row decoded.
 func TestConformanceWithoutTileCache(t *testing.T) {
-	defer goleak.VerifyNone(t, append(poolWindDown, goleak.IgnoreCurrent())...)
+	defer goleak.VerifyNone(t, append(testutil.LeakOptions(), goleak.IgnoreCurrent())...)
 	storetest.Run(t, func(t *testing.T) func() core.TileStore {
 		srv := cqlServer(t)
 		return func() core.TileStore {
@@ -218,13 +220,4 @@ func TestSchemaChangeSlowerThanARequest(t *testing.T) {
 	if _, err := s.GetTiles(ctx, "v", "u", nil); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// poolWindDown ignores a closed session's connection pool fill that is
-// still sleeping between attempts to connect (one second): gocql's Close
-// does not wait for it, and it ends by itself. A session left open is still
-// caught by its connections' reader and heartbeat goroutines.
-var poolWindDown = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/gocql/gocql.(*hostConnPool).connectMany"),
-	goleak.IgnoreAnyFunction("github.com/gocql/gocql.(*hostConnPool).connect"),
 }
