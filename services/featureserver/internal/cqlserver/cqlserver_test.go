@@ -1,7 +1,6 @@
 package cqlserver_test
 
 import (
-	"github.com/tributary-ml/tributary/libs/testutil"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/tributary-ml/tributary/libs/testutil"
 	"github.com/tributary-ml/tributary/services/featureserver/internal/cqlserver"
 )
 
