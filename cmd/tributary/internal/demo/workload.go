@@ -185,7 +185,7 @@ func (w *Workload) Run(ctx context.Context) error {
 				d := heap.Pop(&q).(due)
 				switch {
 				case d.click != nil:
-					msgs = append(msgs, clickMessage(*d.click, now))
+					msgs = append(msgs, ClickMessage(*d.click, now))
 					w.Stats.Events.Add(1)
 				case d.label != nil:
 					// With PostgreSQL the outcome is recorded in public.labels and
@@ -233,7 +233,8 @@ func (w *Workload) Run(ctx context.Context) error {
 	}
 }
 
-func clickMessage(c Click, now time.Time) kafka.Message {
+// ClickMessage is the events.clicks record of click c sent at now.
+func ClickMessage(c Click, now time.Time) kafka.Message {
 	b, _ := json.Marshal(map[string]any{"user_id": c.UserID, "page": c.Page, "ts_ms": now.UnixMilli()})
 	return kafka.Message{Topic: ClicksTopic, Key: []byte(c.UserID), Value: b}
 }

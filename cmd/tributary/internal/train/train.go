@@ -1,12 +1,15 @@
 // Package train trains the fraud example's logistic-regression model from
-// demo data, computing every feature point-in-time with the same tile code
-// the featurizer and featureserver use online, and writes it to a model
+// a real training set of demo data: the simulated history is archived as
+// the real system would archive it, and the features are computed from
+// that archive by the offline service's point-in-time engine (the
+// featurizer's and featureserver's own code). It writes the model to a model
 // repository in the modelserver's format (config.yaml, <version>/model.json,
 // <version>/baseline.json with the training distributions for drift).
 package train
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,11 +17,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/tributary-ml/tributary/cmd/tributary/internal/demo"
+	"github.com/tributary-ml/tributary/libs/cdc"
 	"github.com/tributary-ml/tributary/libs/featurespec"
-	"github.com/tributary-ml/tributary/libs/tiles"
+	"github.com/tributary-ml/tributary/libs/kafka"
+	"github.com/tributary-ml/tributary/libs/tiles/served"
+	"github.com/tributary-ml/tributary/services/offline"
 )
 
 // ModelName is the example model's name in the repository.
@@ -86,7 +93,10 @@ func Run(featuresDir, repo string, opt Options, progress io.Writer) (Result, err
 			return Result{}, fmt.Errorf("input %s: feature %s is not declared in %s", in.Name, in.Feature, featuresDir)
 		}
 	}
-	x, y := dataset(opt, feats)
+	x, y, err := dataset(context.Background(), opt, views)
+	if err != nil {
+		return Result{}, err
+	}
 	fmt.Fprintf(progress, "training set: %d transactions, %.1f%% fraud\n", len(y), 100*mean(y))
 
 	// Hold out the last fifth (in time) to report quality.
@@ -108,103 +118,134 @@ func Run(featuresDir, repo string, opt Options, progress io.Writer) (Result, err
 	return res, write(filepath.Join(repo, ModelName), x[:split], scores[:split], w, b, mu, sd)
 }
 
-// dataset simulates the history and returns, for every transaction, the
-// feature vector as the featureserver would have served it just before the
-// transaction was recorded, and whether it was fraud.
-func dataset(opt Options, feats map[string]featurespec.Feature) ([][]float64, []float64) {
-	g := demo.NewGen(opt.Seed, opt.Users)
-	type event struct {
-		at    time.Time
-		click *demo.Click
-		txn   *demo.Txn
+// dataset simulates the history, archives it as the real system would
+// (see history), and computes the training set from that archive with the
+// point-in-time engine: for every transaction, the features as the
+// featureserver served them just before the transaction was recorded
+// (1 ms before), and whether it was fraud.
+func dataset(ctx context.Context, opt Options, views []*featurespec.View) ([][]float64, []float64, error) {
+	msgs, txns := history(opt)
+	dir, err := os.MkdirTemp("", "tributary-train-archive-")
+	if err != nil {
+		return nil, nil, err
 	}
-	var events []event
+	defer func() { _ = os.RemoveAll(dir) }()
+	url := "file://" + filepath.ToSlash(dir)
+	if err := offline.WriteArchive(ctx, url, views, msgs); err != nil {
+		return nil, nil, err
+	}
+	hist, closeHist, err := offline.OpenArchiveHistory(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = closeHist() }()
+	var refs []string
+	for _, in := range inputs {
+		if in.Feature != "" {
+			refs = append(refs, in.Feature)
+		}
+	}
+	set, err := offline.ComputeTrainingSet(ctx, offline.TrainingSetRequest{Views: views, Refs: refs, Spine: txnSpine(txns), History: hist})
+	if err != nil {
+		return nil, nil, fmt.Errorf("training set: %w", err)
+	}
+	// The simulated history is clean: every record must count.
+	if st := set.Stats; st.Records != int64(len(msgs)) || st.Invalid+st.Late+st.Duplicates != 0 {
+		return nil, nil, fmt.Errorf("training set: %d of %d archived records read, %d invalid, %d late, %d duplicates: the simulated history is not archived as the featurizer reads it",
+			st.Records, len(msgs), st.Invalid, st.Late, st.Duplicates)
+	}
+	x := make([][]float64, len(txns))
+	y := make([]float64, len(txns))
+	for k, i := range set.Rows {
+		vals := set.Row(k)
+		row := make([]float64, len(inputs))
+		f := 0
+		for j, in := range inputs {
+			if in.Feature == "" {
+				row[j] = txns[i].Amount
+				continue
+			}
+			row[j] = number(vals[f])
+			f++
+		}
+		x[i], y[i] = row, txns[i].Label()
+	}
+	return x, y, nil
+}
+
+// number is a served value as the model reads it: a value the server
+// reports as not found or stale takes the model's default, 0.
+func number(v served.Value) float64 {
+	if v.Status != served.StatusPresent {
+		return 0
+	}
+	switch v.Kind {
+	case served.KindDouble:
+		return v.Double
+	case served.KindInt64:
+		return float64(v.Int)
+	}
+	return 0
+}
+
+// history simulates the demo and returns the records the real system
+// would have archived, with the simulated event time as each record's
+// arrival (Kafka record time): clicks on events.clicks as the demo
+// workload sends them, and every transaction as ingest's Debezium change
+// event on cdc.public.transactions (an INSERT into the example schema,
+// txn_id from 1 in time order). It also returns the transactions in
+// time order, the training set's spine.
+func history(opt Options) ([]kafka.Message, []demo.Txn) {
+	g := demo.NewGen(opt.Seed, opt.Users)
+	var clicks []demo.Click
+	var txns []demo.Txn
 	t := opt.Start
 	for range opt.Sessions {
 		t = t.Add(g.Gap(opt.SessionsPerSecond))
 		s := g.Session(t)
-		for i := range s.Clicks {
-			events = append(events, event{at: s.Clicks[i].Time, click: &s.Clicks[i]})
-		}
-		for i := range s.Txns {
-			events = append(events, event{at: s.Txns[i].Time, txn: &s.Txns[i]})
-		}
+		clicks = append(clicks, s.Clicks...)
+		txns = append(txns, s.Txns...)
 	}
-	slices.SortStableFunc(events, func(a, b event) int { return a.at.Compare(b.at) })
-
-	st := newTileState()
-	var x [][]float64
-	var y []float64
-	for _, e := range events {
-		ms := e.at.UnixMilli()
-		if e.click != nil {
-			st.add("user_clicks", e.click.UserID, feats, nil, ms)
-			continue
-		}
-		row := make([]float64, len(inputs))
-		for i, in := range inputs {
-			if in.Feature == "" {
-				row[i] = e.txn.Amount
-				continue
-			}
-			row[i] = st.value(in.Feature, e.txn.UserID, feats[in.Feature], ms)
-		}
-		x = append(x, row)
-		y = append(y, e.txn.Label())
-		st.add("user_transactions", e.txn.UserID, feats, e.txn.Amount, ms)
+	slices.SortStableFunc(clicks, func(a, b demo.Click) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(txns, func(a, b demo.Txn) int { return a.Time.Compare(b.Time) })
+	msgs := make([]kafka.Message, 0, len(clicks)+len(txns))
+	for i, c := range clicks {
+		m := demo.ClickMessage(c, c.Time)
+		m.Offset, m.Time = int64(i), c.Time
+		msgs = append(msgs, m)
 	}
-	return x, y
+	topic := cdc.Topic("public", "transactions")
+	for i, tx := range txns {
+		id := int64(i + 1)
+		lsn := uint64(0x1000000 + 0x100*id) // one transaction per INSERT
+		ms := tx.Time.UnixMilli()
+		env := cdc.Envelope{
+			After: map[string]any{"txn_id": id, "user_id": tx.UserID, "merchant_id": tx.Merchant,
+				"amount": strconv.FormatFloat(tx.Amount, 'f', 2, 64), "currency": "USD",
+				"created_at": tx.Time.UTC().Truncate(time.Microsecond).Format("2006-01-02T15:04:05.999999Z")},
+			Source: cdc.Source{Version: "demo", Connector: "postgresql", Name: "tributary", TsMs: ms, Snapshot: "false",
+				DB: "tributary", Sequence: cdc.Position{CommitLSN: lsn + 0x30, LSN: lsn}.SequenceString(), Schema: "public",
+				Table: "transactions", TxID: 1000 + id, LSN: int64(lsn)},
+			Op: cdc.OpCreate, TsMs: ms,
+		}
+		v, _ := json.Marshal(env)
+		k, _ := json.Marshal(map[string]int64{"txn_id": id})
+		msgs = append(msgs, kafka.Message{Topic: topic, Offset: int64(i), Key: k, Value: v, Time: tx.Time})
+	}
+	return msgs, txns
 }
 
-// tileState keeps tiles the way the featurizer does, keyed like features.tiles.
-type tileState struct {
-	byEntity map[string][]*tiles.Tile // view|entity → tiles
-	byKey    map[string]*tiles.Tile
-}
+// txnSpine is the training set's spine: one row per transaction, keyed by
+// its user, at 1 ms before it was recorded.
+type txnSpine []demo.Txn
 
-func newTileState() *tileState {
-	return &tileState{byEntity: map[string][]*tiles.Tile{}, byKey: map[string]*tiles.Tile{}}
-}
-
-func (s *tileState) add(view, entity string, feats map[string]featurespec.Feature, v any, ms int64) {
-	for ref, f := range feats {
-		if ref[:len(view)+1] != view+":" {
-			continue
-		}
-		res := tiles.ResolutionOf(f)
-		start := tiles.StartOf(ms, res)
-		key := tiles.Key(view, entity, res.Milliseconds(), start)
-		t, ok := s.byKey[key]
-		if !ok {
-			t = &tiles.Tile{View: view, Entity: entity, ResolutionMs: res.Milliseconds(), StartMs: start, Features: map[string]*tiles.IR{}}
-			s.byKey[key] = t
-			s.byEntity[view+"|"+entity] = append(s.byEntity[view+"|"+entity], t)
-		}
-		ir, ok := t.Features[f.Name]
-		if !ok {
-			ir = &tiles.IR{}
-			t.Features[f.Name] = ir
-		}
-		var val any
-		if f.Column != "" {
-			val = v
-		}
-		ir.Add(val, ms)
-		t.MaxEventMs = max(t.MaxEventMs, ms)
+func (s txnSpine) Len() int            { return len(s) }
+func (s txnSpine) EventMs(i int) int64 { return s[i].Time.UnixMilli() - 1 }
+func (s txnSpine) JoinKey(i int, key string) (string, bool) {
+	if key != "user_id" {
+		return "", false
 	}
-}
-
-// value is the feature as served at ms; a value the server would report as
-// not found takes the model's default, 0.
-func (s *tileState) value(ref, entity string, f featurespec.Feature, ms int64) float64 {
-	view := ref[:len(ref)-len(f.Name)-1]
-	ir, _ := tiles.Window(s.byEntity[view+"|"+entity], f, ms)
-	if v, ok := ir.Value(f.Aggregation); ok {
-		if x, ok := tiles.Number(v); ok {
-			return x
-		}
-	}
-	return 0
+	return s[i].UserID, true
 }
 
 func standardizer(x [][]float64) (mu, sd []float64) {
