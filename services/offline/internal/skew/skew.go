@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -129,14 +130,7 @@ func Compute(ctx context.Context, req Request) (*Report, error) {
 	refCol := map[string]int{}
 	featIdx := map[string]int{}
 	inputs := map[string][]input{}
-	versions := slices.Sorted(func(yield func(string) bool) {
-		for v := range req.Configs {
-			if !yield(v) {
-				return
-			}
-		}
-	})
-	for _, v := range versions {
+	for _, v := range slices.Sorted(maps.Keys(req.Configs)) {
 		for _, in := range req.Configs[v].Inputs {
 			if !in.FromFeatureServer() {
 				continue
