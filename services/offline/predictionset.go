@@ -172,19 +172,12 @@ func modelPredictions(ctx context.Context, arch *archive.Archive, j PredictionSe
 	var out []predlog.Prediction
 	shadow, outside := 0, 0
 	others := map[string]int{}
-	err := arch.Scan(ctx, predlog.PredictionsTopic, func(r *archive.Row) error {
-		if len(r.Value) == 0 {
-			return nil
-		}
-		var p predlog.Prediction
-		if err := json.Unmarshal(r.Value, &p); err != nil {
-			return fmt.Errorf("archived prediction %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
+	err := scanPredictions(ctx, arch, func(p predlog.Prediction) error {
 		switch t := time.UnixMilli(p.TimeMs); {
 		case p.Model != j.Model:
 			others[p.Model]++
 			return nil
-		case !j.Since.IsZero() && t.Before(j.Since), !j.Until.IsZero() && !t.Before(j.Until):
+		case !inRange(t, j.Since, j.Until):
 			outside++
 			return nil
 		case p.Role == predlog.RoleShadow:
@@ -203,6 +196,27 @@ func modelPredictions(ctx context.Context, arch *archive.Archive, j PredictionSe
 		return nil, 0, noPredictions(j, outside, shadow, others)
 	}
 	return out, shadow, nil
+}
+
+// scanPredictions calls fn with every archived prediction, in archive order
+// (each partition by offset); a record that does not decode ends the scan
+// with an error naming it.
+func scanPredictions(ctx context.Context, arch *archive.Archive, fn func(p predlog.Prediction) error) error {
+	return arch.Scan(ctx, predlog.PredictionsTopic, func(r *archive.Row) error {
+		if len(r.Value) == 0 {
+			return nil
+		}
+		var p predlog.Prediction
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			return fmt.Errorf("archived prediction %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		return fn(p)
+	})
+}
+
+// inRange reports whether t is in [since, until); a zero bound is open.
+func inRange(t, since, until time.Time) bool {
+	return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
 }
 
 func noPredictions(j PredictionSetJob, outside, shadow int, others map[string]int) error {

@@ -2,7 +2,6 @@ package offline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -216,19 +215,10 @@ func modelConfigs(dir, model string) (map[string]*modelrepo.Config, error) {
 // [since, until).
 func loadPredictions(ctx context.Context, arch *archive.Archive, model string, since, until time.Time) ([]predlog.Prediction, error) {
 	var out []predlog.Prediction
-	err := arch.Scan(ctx, predlog.PredictionsTopic, func(r *archive.Row) error {
-		if len(r.Value) == 0 {
-			return nil
+	err := scanPredictions(ctx, arch, func(p predlog.Prediction) error {
+		if p.Model == model && inRange(time.UnixMilli(p.TimeMs), since, until) {
+			out = append(out, p)
 		}
-		var p predlog.Prediction
-		if err := json.Unmarshal(r.Value, &p); err != nil {
-			return fmt.Errorf("%s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
-		t := time.UnixMilli(p.TimeMs)
-		if p.Model != model || (!since.IsZero() && t.Before(since)) || (!until.IsZero() && !t.Before(until)) {
-			return nil
-		}
-		out = append(out, p)
 		return nil
 	})
 	return out, err

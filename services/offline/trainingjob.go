@@ -9,7 +9,6 @@ import (
 
 	"github.com/tributary-ml/tributary/libs/aggregate"
 	"github.com/tributary-ml/tributary/libs/featurespec"
-	"github.com/tributary-ml/tributary/libs/tiles/served"
 	"github.com/tributary-ml/tributary/services/offline/internal/archive"
 	"github.com/tributary-ml/tributary/services/offline/internal/pointintime"
 	"github.com/tributary-ml/tributary/services/offline/internal/spine"
@@ -127,14 +126,7 @@ func RunTrainingSet(ctx context.Context, j TrainingSetJob) (TrainingSetSummary, 
 
 func summarize(res *pointintime.Result) TrainingSetSummary {
 	s := TrainingSetSummary{Rows: len(res.Rows), Features: len(res.Features), Records: res.Stats.Records}
-	for _, v := range res.Values {
-		switch v.Status {
-		case served.StatusNotFound:
-			s.NotFound++
-		case served.StatusStale:
-			s.Stale++
-		}
-	}
+	s.NotFound, s.Stale = res.Statuses()
 	return s
 }
 

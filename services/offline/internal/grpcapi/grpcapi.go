@@ -115,7 +115,8 @@ func (s *Server) send(stream grpc.BidiStreamingServer[offlinev1.GetTrainingSetRe
 	for _, f := range res.Features {
 		cols = append(cols, f.Column, f.Column+"__status")
 	}
-	sum := &offlinev1.TrainingSetSummary{Rows: int64(len(res.Rows)), Records: res.Stats.Records}
+	notFound, stale := res.Statuses()
+	sum := &offlinev1.TrainingSetSummary{Rows: int64(len(res.Rows)), Records: res.Stats.Records, NotFound: notFound, Stale: stale}
 	msg := &offlinev1.GetTrainingSetResponse{Columns: cols}
 	for k, i := range res.Rows {
 		row := &offlinev1.TrainingSetRow{Values: make([]*featuresv1.Value, 0, len(cols))}
@@ -125,12 +126,6 @@ func (s *Server) send(stream grpc.BidiStreamingServer[offlinev1.GetTrainingSetRe
 		row.Values = append(row.Values, &featuresv1.Value{Kind: &featuresv1.Value_Int64Value{Int64Value: sp.events[i]}})
 		row.Values = append(row.Values, sp.passthrough[i]...)
 		for _, v := range res.Row(k) {
-			switch v.Status {
-			case served.StatusNotFound:
-				sum.NotFound++
-			case served.StatusStale:
-				sum.Stale++
-			}
 			row.Values = append(row.Values, value(v), str(v.Status.String()))
 		}
 		msg.Rows = append(msg.Rows, row)

@@ -129,6 +129,19 @@ func (r *Result) Row(k int) []served.Value {
 	return r.Values[k*n : (k+1)*n]
 }
 
+// Statuses counts the values without a value (NOT_FOUND) and the stale ones.
+func (r *Result) Statuses() (notFound, stale int64) {
+	for _, v := range r.Values {
+		switch v.Status {
+		case served.StatusNotFound:
+			notFound++
+		case served.StatusStale:
+			stale++
+		}
+	}
+	return notFound, stale
+}
+
 // Stats count what a computation read and did.
 type Stats struct {
 	// Records read from the history.
